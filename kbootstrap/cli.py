@@ -1,0 +1,175 @@
+"""The `kbootstrap` command: parse, call, print. No logic lives here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import KbootstrapError
+from .spec import ClusterSpec, load_inventory
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+INVENTORY_HELP = "Inventory YAML describing the cluster (see inventories/example.yaml)."
+
+
+def default_cluster_dir(spec: ClusterSpec) -> Path:
+    base = Path(os.environ.get("KBOOTSTRAP_HOME", Path.home() / ".local/share/kbootstrap"))
+    return base / "clusters" / spec.cluster.name
+
+
+def _load(inventory: Path) -> ClusterSpec:
+    spec = load_inventory(inventory)
+    for w in spec.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    return spec
+
+
+class _Group(click.Group):
+    """Print kbootstrap's own errors as clean messages (exit 2 for bad input, 1 otherwise), not tracebacks."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except KbootstrapError as e:
+            err.print(f"[red]error:[/] {e}", soft_wrap=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="kbootstrap")
+def main() -> None:
+    """Provision highly available Kubernetes clusters over SSH.
+
+    \b
+    Typical use:
+      kbootstrap validate -i cluster.yaml      check the inventory, touch nothing
+      kbootstrap render   -i cluster.yaml -o out/   every file of every host, for review
+      kbootstrap certs list -i cluster.yaml    which certificate goes to which host
+    """
+
+
+@main.command()
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
+def validate(inventory: Path) -> None:
+    """Check an inventory and print the cluster it describes. Exit 2 listing every problem."""
+    spec = _load(inventory)
+    out.print(f"[green]ok[/] {inventory}: cluster [bold]{spec.cluster.name}[/], Kubernetes {spec.cluster.kubernetes_version}, "
+              f"{spec.cluster.topology.value} etcd, {spec.cluster.control_plane_form.value} control plane")
+    out.print(f"  API endpoint {spec.api_server_url}; etcd members: {', '.join(n.name for n in spec.etcd_members)}")
+    for n in spec.nodes:
+        out.print(f"  {n.name:<16} {str(n.address):<16} {', '.join(r.value for r in n.roles)}")
+
+
+@main.command()
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Directory to write into, as OUTPUT/<host>/<absolute path on the host>.")
+@click.option("--cluster-dir", type=click.Path(path_type=Path),
+              help="Where the cluster's PKI and secrets are kept (default ~/.local/share/kbootstrap/clusters/NAME). "
+                   "Reused across runs: only missing or stale certificates are issued; a CA is never replaced.")
+@click.option("--host", "hosts", multiple=True, help="Render only these hosts (repeatable).")
+def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple[str, ...]) -> None:
+    """Render every certificate, key, kubeconfig, unit and config file each host will hold.
+
+    Nothing is sent to any host. Private keys and kubeconfigs are written 0600.
+    """
+    from .pki.issue import ensure_pki
+    from .pki.secrets import ensure_secrets
+    from .render import RenderContext, render_host, write_tree
+
+    spec = _load(inventory)
+    unknown = [h for h in hosts if h not in {n.name for n in spec.nodes}]
+    if unknown:
+        raise click.BadParameter(f"not in the inventory: {', '.join(unknown)}", param_hint="--host")
+    root = cluster_dir or default_cluster_dir(spec)
+    pki = ensure_pki(spec, root)
+    _print_pki_report(pki.report, root)
+    ctx = RenderContext(spec=spec, pki=pki, secrets=ensure_secrets(root))
+    nodes = [n for n in spec.nodes if not hosts or n.name in hosts]
+    rendered = {n.name: render_host(ctx, n) for n in nodes}
+    count = write_tree(rendered, output)
+    out.print(f"wrote {count} files for {len(rendered)} hosts under {output}/")
+
+
+def _print_pki_report(report, root: Path) -> None:
+    if report.created:
+        err.print(f"pki: created {len(report.created)} in {root}")
+    for label, why in report.reissued:
+        err.print(f"pki: reissued {label}: {why}")
+    if report.reused and not report.changed:
+        err.print(f"pki: reused all {len(report.reused)} from {root}")
+
+
+@main.group()
+def certs() -> None:
+    """Inspect the cluster's certificates."""
+
+
+@certs.command("list")
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), help=INVENTORY_HELP + " Without it, the table's rules.")
+@click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (shows expiry of issued certs).")
+def certs_list(inventory: Path | None, cluster_dir: Path | None) -> None:
+    """Show the certificate table: CA, subject, usages, and which hosts get the certificate and the key."""
+    from .pki.table import CERTS, KEYPAIRS, KUBECONFIGS, nodes_for
+
+    spec = _load(inventory) if inventory else None
+
+    def hosts(rule) -> str:
+        if spec is None:
+            return rule.value
+        names = [n.name for n in nodes_for(spec, rule)]
+        return ", ".join(names) if names else "(operator only)"
+
+    table = Table(title="certificates" + (f" of {spec.cluster.name}" if spec else ""), show_lines=False)
+    for col in ("name", "file", "signed by", "CN", "O", "usages", "issued", "cert to", "key to"):
+        table.add_column(col, overflow="fold")
+    for r in CERTS:
+        table.add_row(r.name, f"pki/{r.base}.crt", r.ca or "(self)", r.cn, ",".join(r.orgs),
+                      ",".join(u.value for u in r.usages) or "CA", r.per_node.value, hosts(r.cert_to), hosts(r.key_to))
+    for k in KEYPAIRS:
+        table.add_row(k.name, f"pki/{k.base}.key/.pub", "-", "-", "", "signing key", "shared",
+                      hosts(k.public_to), hosts(k.private_to))
+    for kc in KUBECONFIGS:
+        table.add_row(kc.file, kc.file, "ca", kc.cn, ",".join(kc.orgs), "clientAuth", kc.per_node.value,
+                      hosts(kc.to), hosts(kc.to))
+    out.print(table)
+
+    if spec is not None and cluster_dir is not None:
+        from .pki.status import issued_status
+
+        status = Table(title=f"issued in {cluster_dir}")
+        for col in ("certificate", "node", "subject", "expires", "days left"):
+            status.add_column(col)
+        for row in issued_status(spec, cluster_dir):
+            status.add_row(*row)
+        out.print(status)
+
+
+@main.command()
+def schema() -> None:
+    """Print the inventory's JSON Schema (for editors: yaml-language-server, VS Code)."""
+    from .spec import json_schema
+
+    click.echo(json_schema())
+
+
+def _add_optional_groups() -> None:
+    try:
+        from .lab.cli import lab
+    except ImportError:
+        return
+    main.add_command(lab)
+
+
+_add_optional_groups()
+
+if __name__ == "__main__":
+    main()

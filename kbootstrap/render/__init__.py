@@ -1,0 +1,56 @@
+"""Render every file of every host, on the operator's machine, touching no host.
+
+`render_cluster` returns, per host, the list of Artifacts that host will hold, exactly as they will lie
+there; `write_tree` lays them out as DIR/<host>/<absolute path> for review.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifact import Artifact
+from ..localfs import write_atomic
+from ..spec import Node, Role
+from .context import RenderContext
+from .cni import cni_files
+from .control_plane import control_plane_files
+from .etcd import etcd_files
+from .loadbalancer import loadbalancer_files
+from .node import kernel_files, kube_proxy_files, kubelet_files, runtime_files
+from .pki_files import pki_files
+
+__all__ = ["RenderContext", "render_cluster", "render_host", "write_tree"]
+
+
+def render_host(ctx: RenderContext, node: Node) -> list[Artifact]:
+    spec = ctx.spec
+    out: list[Artifact] = []
+    out += kernel_files(ctx, node)
+    out += pki_files(ctx, node)
+    if node.has(Role.LOADBALANCER):
+        out += loadbalancer_files(ctx, node)
+    if spec.is_etcd_member(node):
+        out += etcd_files(ctx, node)
+    if node.has(Role.CONTROL_PLANE):
+        out += control_plane_files(ctx, node)
+    if node in spec.kubelet_nodes:
+        out += runtime_files(ctx, node) + kubelet_files(ctx, node) + kube_proxy_files(ctx, node)
+        out += cni_files(ctx, node)
+    paths = [a.path for a in out]
+    dupes = {p for p in paths if paths.count(p) > 1}
+    assert not dupes, f"two renderers wrote {sorted(dupes)} for {node.name}"
+    return sorted(out, key=lambda a: a.path)
+
+
+def render_cluster(ctx: RenderContext) -> dict[str, list[Artifact]]:
+    return {node.name: render_host(ctx, node) for node in ctx.spec.nodes}
+
+
+def write_tree(rendered: dict[str, list[Artifact]], out: Path) -> int:
+    """Write DIR/<host>/<path> with each file's mode. Returns the number of files written."""
+    count = 0
+    for host, artifacts in rendered.items():
+        for a in artifacts:
+            write_atomic(out / host / a.path.lstrip("/"), a.content, a.mode)
+            count += 1
+    return count

@@ -1,0 +1,111 @@
+"""Everything a node that runs pods needs: containerd, crictl, kubelet, kube-proxy, kernel settings."""
+
+from __future__ import annotations
+
+from ..artifact import Artifact
+from ..pki.kubeconfig import kubeconfig
+from ..spec import ControlPlaneForm, Node, Role
+from . import flags
+from .context import RenderContext
+from .static_pod import Mount, static_pod
+from .templates import base_document, deep_merge, dump_yaml, render_text
+
+KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
+KUBE_PROXY_CONFIG = "/var/lib/kube-proxy/config.conf"
+
+
+def runtime_files(ctx: RenderContext, node: Node) -> list[Artifact]:
+    spec = ctx.spec
+    rt = spec.container_runtime
+    out = [
+        Artifact("/etc/containerd/config.toml",
+                 render_text("containerd/config.toml.j2", sandbox_image=spec.sandbox_image,
+                             systemd_cgroup=rt.systemd_cgroup),
+                 restarts=("containerd",), component="containerd"),
+        Artifact("/etc/systemd/system/containerd.service", render_text("containerd/containerd.service.j2"),
+                 restarts=("containerd",), component="containerd"),
+        Artifact("/etc/crictl.yaml", dump_yaml({
+            "runtime-endpoint": "unix:///run/containerd/containerd.sock",
+            "image-endpoint": "unix:///run/containerd/containerd.sock",
+            "timeout": 10,
+        }), component="containerd"),
+    ]
+    for registry, mirrors in sorted(rt.registry_mirrors.items()):
+        server = "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
+        out.append(Artifact(f"/etc/containerd/certs.d/{registry}/hosts.toml",
+                            render_text("containerd/hosts.toml.j2", registry=registry, server=server,
+                                        mirrors=mirrors),
+                            component="containerd"))
+    return out
+
+
+def kubelet_files(ctx: RenderContext, node: Node) -> list[Artifact]:
+    spec = ctx.spec
+    doc = {"apiVersion": spec.release.kubelet_config_api, "kind": "KubeletConfiguration"}
+    doc |= base_document("kubelet/config.yaml")
+    doc |= {"clusterDomain": spec.cluster.domain, "clusterDNS": [str(spec.cluster_dns)]}
+    if not spec.container_runtime.systemd_cgroup:
+        doc["cgroupDriver"] = "cgroupfs"
+    doc = deep_merge(doc, spec.component_config.get("kubelet", {}))
+    out = [
+        Artifact(KUBELET_CONFIG, dump_yaml(doc), restarts=("kubelet",), component="kubelet"),
+        Artifact("/etc/systemd/system/kubelet.service",
+                 render_text("kubelet/kubelet.service.j2", args=flags.kubelet(spec, node)),
+                 restarts=("kubelet",), component="kubelet"),
+    ]
+    if ctx.bootstrap_token and not node.has(Role.CONTROL_PLANE):
+        out.append(Artifact(
+            "/etc/kubernetes/bootstrap-kubelet.conf",
+            kubeconfig(spec.cluster.name, spec.api_server_url, ctx.pki.ca("ca").cert_pem,
+                       "tls-bootstrap-token-user", token=ctx.bootstrap_token),
+            0o600, secret=True, component="kubelet"))
+    return out
+
+
+def kube_proxy_files(ctx: RenderContext, node: Node) -> list[Artifact]:
+    spec = ctx.spec
+    doc = {"apiVersion": spec.release.kube_proxy_config_api, "kind": "KubeProxyConfiguration"}
+    doc |= base_document("kube-proxy/config.yaml")
+    doc |= {"clusterCIDR": str(spec.network.pod_cidr), "hostnameOverride": node.name}
+    doc = deep_merge(doc, spec.component_config.get("kube-proxy", {}))
+    out = [Artifact(KUBE_PROXY_CONFIG, dump_yaml(doc), restarts=("kube-proxy",), component="kube-proxy")]
+    args = flags.kube_proxy(spec, node)
+    if spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
+        pod = static_pod(
+            "kube-proxy", ctx.image("kube-proxy"), ["kube-proxy", *args],
+            mounts=[Mount("kube-proxy-config", "/var/lib/kube-proxy"),
+                    Mount("kubeconfig", f"{flags.K8S}/kube-proxy.conf", type="File"),
+                    Mount("xtables-lock", "/run/xtables.lock", type="FileOrCreate", read_only=False),
+                    Mount("lib-modules", "/lib/modules", type="Directory")],
+            tier="node", privileged=True,
+        )
+        out.append(Artifact("/etc/kubernetes/manifests/kube-proxy.yaml", dump_yaml(pod), 0o600,
+                            component="kube-proxy"))
+    else:
+        out.append(Artifact("/etc/systemd/system/kube-proxy.service",
+                            render_text("kube-proxy/kube-proxy.service.j2", args=args),
+                            restarts=("kube-proxy",), component="kube-proxy"))
+    return out
+
+
+def kernel_files(ctx: RenderContext, node: Node) -> list[Artifact]:
+    """sysctl.d and modules-load.d files: what a node of each role needs from the kernel."""
+    settings: list[tuple[str, str]] = []
+    purpose = []
+    if node in ctx.spec.kubelet_nodes:
+        purpose.append("for pod networking")
+        settings += [("net.bridge.bridge-nf-call-iptables", "1"), ("net.bridge.bridge-nf-call-ip6tables", "1"),
+                     ("net.ipv4.ip_forward", "1")]
+    if node.has(Role.LOADBALANCER):
+        purpose.append("so haproxy and keepalived can bind the VIP")
+        settings += [("net.ipv4.ip_nonlocal_bind", "1")]
+    if not settings:
+        return []
+    out = [Artifact("/etc/sysctl.d/99-kbootstrap.conf",
+                    render_text("os/sysctl.conf.j2", settings=settings, purpose=" and ".join(purpose)),
+                    component="os")]
+    if node in ctx.spec.kubelet_nodes:
+        out.append(Artifact("/etc/modules-load.d/kbootstrap.conf",
+                            render_text("os/modules-load.conf.j2", modules=["overlay", "br_netfilter"]),
+                            component="os"))
+    return out
