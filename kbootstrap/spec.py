@@ -28,6 +28,10 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
 # Extra-arg names are flag names without the leading dashes; values are passed as one argv element.
 FLAG_NAME = r"^[a-z0-9][a-z0-9-]*$"
+ONE_LINE = r"^[^\n\r\x00]*$"
+# Kubernetes label syntax (an optional DNS prefix, then a name; values may be empty).
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 
 
 class Role(StrEnum):
@@ -115,7 +119,9 @@ class Node(_Model):
     ssh: NodeSSH | None = None
     host_key: str | None = Field(None, description="expected SSH host key ('ssh-ed25519 AAAA...') or SHA256: fingerprint")
     pod_subnet: IPv4Network | None = Field(None, description="override the pod subnet allocated to this node")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]] = Field(
+        default_factory=dict, description="Kubernetes node labels"
+    )
     size: NodeSize = Field(default_factory=NodeSize)
 
     @field_validator("roles")
@@ -195,7 +201,7 @@ class Inventory(_Model):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     container_runtime: ContainerRuntime = Field(default_factory=ContainerRuntime)
     certificates: Certificates = Field(default_factory=Certificates)
-    extra_args: dict[Component, dict[Annotated[str, Field(pattern=FLAG_NAME)], str]] = Field(
+    extra_args: dict[Component, dict[Annotated[str, Field(pattern=FLAG_NAME)], Annotated[str, Field(pattern=ONE_LINE)]]] = Field(
         default_factory=dict, description="per-component flags, e.g. {kube-apiserver: {v: '2'}}; override defaults"
     )
     component_config: dict[Literal["kubelet", "kube-proxy"], dict[str, Any]] = Field(
