@@ -15,7 +15,8 @@ from .errors import KbootstrapError
 from .spec import ClusterSpec, load_inventory
 
 err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 INVENTORY_HELP = "Inventory YAML describing the cluster (see inventories/example.yaml)."
 
