@@ -26,7 +26,7 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-_SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9_./:=,@+-]+$")
+_SYSTEMD_PLAIN = re.compile(r"^[A-Za-z0-9_./:=,@+%$-]+$")  # % and $ are escaped before this test
 
 
 def systemd_arg(value: object) -> str:
