@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,13 @@ def stacked_data() -> dict:
 @pytest.fixture
 def external_data() -> dict:
     return copy.deepcopy(yaml.safe_load((INVENTORIES / "lab-external.yaml").read_text()))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI every program is installed, so a `tools` test that skips is a failure (KB_FORBID_SKIPS=1)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("KB_FORBID_SKIPS") and item.get_closest_marker("tools"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped where it must run (KB_FORBID_SKIPS is set): {report.longrepr}"
