@@ -14,7 +14,7 @@ from . import __version__
 from .errors import KbootstrapError
 from .spec import ClusterSpec, load_inventory
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 # Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
@@ -107,6 +107,54 @@ def _print_pki_report(report, root: Path) -> None:
         err.print(f"pki: reissued {label}: {why}")
     if report.reused and not report.changed:
         err.print(f"pki: reused all {len(report.reused)} from {root}")
+
+
+HOST_OPTIONS = [
+    click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP),
+    click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock)."),
+    click.option("--host", "hosts", multiple=True, help="Only these hosts (repeatable). Default: all."),
+    click.option("--parallel", default=10, show_default=True, help="Hosts worked on at once."),
+    click.option("--accept-new-host-keys", is_flag=True,
+                 help="Record the SSH host key of a host seen for the first time (a changed key is still refused)."),
+    click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True),
+]
+
+
+def host_options(fn):
+    for opt in reversed(HOST_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+EXIT_CHANGES_PENDING = 3
+
+
+@main.command()
+@host_options
+def plan(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output) -> None:
+    """Show what `apply` would change on each host, with unified diffs, and change nothing.
+
+    Secrets (keys, kubeconfigs, the encryption config) are shown as digests, never their content.
+    Exit 0 when nothing would change, 3 when something would, 1 when a host could not be checked.
+    """
+    from .engine_cli import converge
+
+    result = converge(_load(inventory), cluster_dir, hosts, parallel, accept_new_host_keys, output, apply=False)
+    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if result.changes else 0))
+
+
+@main.command()
+@host_options
+def apply(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output) -> None:
+    """Bring every host's files to exactly what `render` produces; reload systemd when a unit changed.
+
+    Re-running changes nothing once hosts match. A run cut short (host down, SSH lost) is resumed by
+    running it again: each file is written atomically, so a host holds the old or the new file, never half.
+    """
+    from .engine_cli import converge
+
+    result = converge(_load(inventory), cluster_dir, hosts, parallel, accept_new_host_keys, output, apply=True)
+    sys.exit(1 if result.failed else 0)
 
 
 @main.group()

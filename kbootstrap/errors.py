@@ -34,3 +34,20 @@ class SpecError(KbootstrapError):
 
 class PKIError(KbootstrapError):
     """The cluster directory holds something kbootstrap will not silently replace."""
+
+
+class TransportError(KbootstrapError):
+    """A host cannot be reached or used (host key, auth, network, sudo). One line, naming the host."""
+
+    def __init__(self, host: str, message: str):
+        self.host = host
+        super().__init__(f"{host}: {message}")
+
+
+class StepError(KbootstrapError):
+    """A step failed on a host: which step, which command, its exit code and the tail of its stderr."""
+
+    def __init__(self, host: str, step: str, command: str, rc: int, stderr_tail: str):
+        self.host, self.step, self.command, self.rc, self.stderr_tail = host, step, command, rc, stderr_tail
+        tail = f"\n    {stderr_tail.replace(chr(10), chr(10) + '    ')}" if stderr_tail else ""
+        super().__init__(f"{host}: {step}: `{command}` exited {rc}{tail}")

@@ -1,0 +1,102 @@
+"""The controller-side record of runs: a lock so two runs never touch one cluster at once, a journal of
+what finished on which host, and a full log per run — all in the cluster directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from pathlib import Path
+
+from .errors import KbootstrapError
+from .localfs import private_dirs
+
+
+class LockHeld(KbootstrapError):
+    pass
+
+
+class ClusterLock:
+    """An exclusive lock file holding pid, machine and start time. A lock whose process is gone (on this
+    machine) is stale and is broken with a message; a live one stops the run."""
+
+    def __init__(self, cluster_dir: Path, command: str):
+        self.path = cluster_dir / "lock"
+        self.command = command
+        self.broke_stale: str | None = None
+
+    def __enter__(self) -> "ClusterLock":
+        private_dirs(self.path.parent)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+              "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                holder = self._holder()
+                if holder.get("host") == socket.gethostname() and not _alive(holder.get("pid", -1)):
+                    self.broke_stale = (f"broke a stale lock left by pid {holder.get('pid')} "
+                                        f"({holder.get('command', '?')}, started {holder.get('started', '?')}), "
+                                        "which is no longer running")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise LockHeld(
+                    f"another kbootstrap run holds the lock of this cluster: pid {holder.get('pid')} on "
+                    f"{holder.get('host')} ({holder.get('command', '?')}, started {holder.get('started', '?')}). "
+                    f"Wait for it; if it is gone (another machine, a reboot), remove {self.path}"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise LockHeld(f"cannot take the lock {self.path}")
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+class Journal:
+    """Append-only JSON lines: one per host and phase finished (or failed), per run."""
+
+    def __init__(self, cluster_dir: Path, command: str):
+        self.run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        self.path = cluster_dir / "journal.jsonl"
+        self.log_path = cluster_dir / "runs" / f"{self.run_id}.log"
+        private_dirs(self.log_path.parent)
+        self.command = command
+
+    def record(self, host: str, phase: str, ok: bool, changes: int, error: str | None = None) -> None:
+        entry = {"run": self.run_id, "command": self.command, "host": host, "phase": phase,
+                 "status": "done" if ok else "failed", "changes": changes, "error": error,
+                 "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def log(self, line: str) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+
+    def last_status(self) -> dict[tuple[str, str], str]:
+        """(host, phase) -> status of its latest record: what a resumed run starts from."""
+        out: dict[tuple[str, str], str] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                e = json.loads(line)
+                out[(e["host"], e["phase"])] = e["status"]
+        return out

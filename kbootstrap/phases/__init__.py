@@ -1,0 +1,1 @@
+"""One module a phase: each picks its hosts and yields their steps."""

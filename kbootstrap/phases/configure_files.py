@@ -1,0 +1,19 @@
+"""Phase `files`: every rendered file on every host, then a daemon-reload if a unit file changed.
+
+Services are not started here: the install phases of `init` do that once binaries are in place.
+"""
+
+from __future__ import annotations
+
+from ..render import RenderContext, render_host
+from ..runner import Phase
+from ..spec import Node
+from ..steps import FilesStep, ServicesStep
+
+
+def configure_files(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    steps = {}
+    for node in nodes:
+        artifacts = render_host(ctx, node)
+        steps[node.name] = [FilesStep(artifacts), ServicesStep([], {}, start=False)]
+    return Phase("files", steps)

@@ -1,0 +1,72 @@
+"""Batch operations on a host through the agent: one command gathers all facts, one writes all files."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ..artifact import Artifact
+from ..errors import StepError
+from .base import Transport
+
+
+@cache
+def _agent_argv() -> tuple[str, ...]:
+    source = (Path(__file__).parent / "agent.py").read_bytes()
+    packed = base64.b64encode(zlib.compress(source, 9)).decode()
+    loader = ("import base64,zlib,sys;src=zlib.decompress(base64.b64decode(sys.argv[1]));"
+              "g={'__name__':'kbootstrap_agent'};exec(compile(src,'kbootstrap-agent','exec'),g);g['main'](sys.argv[2])")
+    return ("python3", "-c", loader, packed)
+
+
+@dataclass(frozen=True)
+class FileFact:
+    sha256: str | None
+    mode: int
+    owner: str
+    group: str
+    size: int
+
+
+@dataclass
+class HostFacts:
+    files: dict[str, FileFact | None] = field(default_factory=dict)
+    units: dict[str, dict[str, str]] = field(default_factory=dict)
+    probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _call(t: Transport, op: str, stdin: bytes, step: str) -> Any:
+    r = t.run([*_agent_argv(), op], sudo=True, stdin=stdin)
+    if not r.ok:
+        raise StepError(t.host, step, f"kbootstrap agent {op}", r.rc, r.stderr_tail())
+    return json.loads(r.stdout)
+
+
+def gather(t: Transport, files: list[str], units: list[str] = (), probes: dict[str, list[str]] | None = None) -> HostFacts:
+    raw = _call(t, "facts", json.dumps({"files": list(files), "units": list(units), "probes": probes or {}}).encode(),
+                "gather facts")
+    return HostFacts(
+        files={p: None if f is None else FileFact(f.get("sha256"), f["mode"], f["owner"], f["group"], f["size"])
+               for p, f in raw["files"].items()},
+        units=raw["units"],
+        probes=raw["probes"],
+    )
+
+
+def read_files(t: Transport, paths: list[str]) -> dict[str, bytes | None]:
+    raw = _call(t, "read", json.dumps({"files": paths}).encode(), "read files for diff")
+    return {p: None if b is None else base64.b64decode(b) for p, b in raw.items()}
+
+
+def write_files(t: Transport, artifacts: list[Artifact]) -> list[str]:
+    if not artifacts:
+        return []
+    header = [{"path": a.path, "mode": a.mode, "owner": a.owner, "group": a.group, "size": len(a.content)}
+              for a in artifacts]
+    payload = json.dumps(header).encode() + b"\n" + b"".join(a.content for a in artifacts)
+    return _call(t, "write", payload, f"write {len(artifacts)} file(s)")["written"]

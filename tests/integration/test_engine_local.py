@@ -1,0 +1,115 @@
+"""The engine's pieces on this machine through the local transport: the agent really runs (python3),
+files really land. The lab tests (tests/e2e/test_engine.py) prove the same over SSH on real hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kbootstrap.artifact import Artifact
+from kbootstrap.errors import StepError
+from kbootstrap.journal import ClusterLock, Journal, LockHeld
+from kbootstrap.runner import Phase, run_phases
+from kbootstrap.steps import CommandStep, FilesStep
+from kbootstrap.transport import remote
+from kbootstrap.transport.local import LocalTransport
+
+
+def converge(t, steps, apply=True, diffs=False):
+    r = run_phases({t.host: t}, [Phase("p", {t.host: steps})], apply=apply, diffs=diffs)
+    return r.hosts[0]
+
+
+def test_files_create_update_chmod_then_nothing(tmp_path):
+    t = LocalTransport()
+    a = Artifact(str(tmp_path / "etc/x.conf"), b"one\n", 0o640)
+    r = converge(t, [FilesStep([a])])
+    assert [(c.action, c.target) for c in r.changes] == [("create", a.path)]
+    assert (tmp_path / "etc/x.conf").read_bytes() == b"one\n"
+    assert os.stat(a.path).st_mode & 0o7777 == 0o640
+    assert converge(t, [FilesStep([a])]).changes == []
+    os.chmod(a.path, 0o644)
+    assert [c.action for c in converge(t, [FilesStep([a])]).changes] == ["chmod"]
+    b = Artifact(a.path, b"two\n", 0o640)
+    plan = converge(t, [FilesStep([b])], apply=False, diffs=True)
+    assert [c.action for c in plan.changes] == ["update"]
+    assert "-one\n+two\n" in plan.diffs[a.path]
+    assert (tmp_path / "etc/x.conf").read_bytes() == b"one\n"  # plan changed nothing
+    converge(t, [FilesStep([b])])
+    assert (tmp_path / "etc/x.conf").read_bytes() == b"two\n"
+
+
+def test_no_op_is_one_round_trip(tmp_path):
+    t = LocalTransport()
+    arts = [Artifact(str(tmp_path / f"f{i}"), b"%d\n" % i) for i in range(50)]
+    converge(t, [FilesStep(arts)])
+    r = converge(t, [FilesStep(arts)])
+    assert r.changes == [] and r.round_trips == 1
+
+
+def test_write_leaves_no_temp_files_and_replaces_atomically(tmp_path):
+    t = LocalTransport()
+    path = tmp_path / "d" / "f"
+    remote.write_files(t, [Artifact(str(path), b"old")])
+    (tmp_path / "d" / ".f.kbtmp-leftover").write_bytes(b"half")  # as a write cut off mid-way leaves it
+    inode_before = path.stat().st_ino
+    remote.write_files(t, [Artifact(str(path), b"new" * 1000)])
+    assert path.read_bytes() == b"new" * 1000
+    assert path.stat().st_ino != inode_before  # a new file renamed into place, not rewritten in place
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["f"]
+
+
+def test_short_write_input_is_refused_and_target_untouched(tmp_path):
+    t = LocalTransport()
+    path = tmp_path / "g"
+    path.write_bytes(b"keep")
+    header = json.dumps([{"path": str(path), "mode": 0o644, "owner": "root", "group": "root", "size": 100}])
+    r = t.run([*remote._agent_argv(), "write"], stdin=header.encode() + b"\n" + b"only ten b")
+    assert r.rc != 0 and b"short input" in r.stderr
+    assert path.read_bytes() == b"keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
+
+
+def test_command_step_runs_only_when_its_probe_fails(tmp_path):
+    t = LocalTransport()
+    marker = tmp_path / "done"
+    step = CommandStep("touch-marker", ["test", "-e", str(marker)], ["touch", str(marker)])
+    assert [c.action for c in converge(t, [step]).changes] == ["run"]
+    assert marker.exists()
+    assert converge(t, [step]).changes == []
+    bad = CommandStep("fails", ["false"], ["sh", "-c", "echo boom >&2; exit 7"])
+    r = converge(t, [bad])
+    assert r.error and "fails: `sh -c echo boom >&2; exit 7` exited 7" in r.error and "boom" in r.error
+
+
+def test_lock_refuses_a_live_holder_and_breaks_a_stale_one(tmp_path):
+    with ClusterLock(tmp_path, "apply"):
+        with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
+            with ClusterLock(tmp_path, "apply"):
+                pass
+    # A lock left by a process that has exited (a real one: it ran and is gone).
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    import socket
+
+    (tmp_path / "lock").write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname(),
+                                               "command": "apply", "started": "earlier"}))
+    with ClusterLock(tmp_path, "plan") as lock:
+        assert "broke a stale lock left by pid" in lock.broke_stale
+    assert not (tmp_path / "lock").exists()
+
+
+def test_journal_records_each_host_phase(tmp_path):
+    j = Journal(tmp_path, "apply")
+    j.record("cp1", "files", True, 3)
+    j.record("w1", "files", False, 0, "w1: cannot reach")
+    j.record("w1", "files", True, 2)
+    assert j.last_status() == {("cp1", "files"): "done", ("w1", "files"): "done"}
+
+
+def test_step_error_names_host_step_command_code_and_stderr():
+    e = StepError("cp1", "services", "systemctl start kubelet.service", 5, "Unit kubelet.service not found.")
+    assert str(e) == "cp1: services: `systemctl start kubelet.service` exited 5\n    Unit kubelet.service not found."
