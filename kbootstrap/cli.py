@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import KbootstrapError
+from .lab.cli import lab
 from .spec import ClusterSpec, load_inventory
 
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
@@ -210,15 +211,7 @@ def schema() -> None:
     click.echo(json_schema())
 
 
-def _add_optional_groups() -> None:
-    try:
-        from .lab.cli import lab
-    except ImportError:
-        return
-    main.add_command(lab)
-
-
-_add_optional_groups()
+main.add_command(lab)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,12 @@
+"""The lab's one error type (a KbootstrapError, so the CLI prints it as a clean message)."""
+
+from __future__ import annotations
+
+try:
+    from kbootstrap.errors import KbootstrapError as _Base
+except ImportError:  # pragma: no cover - the lab also works on its own
+    _Base = Exception
+
+
+class LabError(_Base):
+    """Something in the local lab could not be done; the message says what and how to fix it."""

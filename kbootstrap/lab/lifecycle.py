@@ -1,0 +1,213 @@
+"""Lab lifecycle: up, status, reset, down — for tests and people.
+
+Two engines bring up the same inventory as the same LXC containers ("<cluster>-<node>"):
+  lxc      plain LXC from Python: overlay roots on the cached image; up in seconds, reset = empty the
+           per-node upper layer (fresh node state in ~2 s)
+  vagrant  `vagrant up --provider=lxc` with vagrant/Vagrantfile (the user path): a full copy of the box
+           per node; reset = destroy + up
+Either way `up` returns only when every node booted, its host keys are recorded in the inventory's
+known_hosts file and an SSH login with strict host key checking worked. `down` removes everything the
+lab made (containers, veths, cgroups, the bridge once unused), including a crashed earlier run's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import host, known_hosts, lxc, ssh
+from .errors import LabError
+from .host import Log, stderr_log
+from .layout import LabNode, Layout
+
+ENGINES = ("lxc", "vagrant")
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: LabNode
+    container: str
+    state: str
+    engine: str
+    host_key_recorded: bool
+
+
+@dataclass
+class UpResult:
+    layout: Layout
+    engine: str
+    seconds: float
+    states: dict[str, str] = field(default_factory=dict)  # node -> running/degraded
+
+
+def status(layout: Layout) -> list[NodeStatus]:
+    out = []
+    for n in layout.nodes:
+        i = lxc.info(layout.container(n))
+        out.append(NodeStatus(n, i.name, i.state, i.engine, bool(known_hosts.entries(layout.known_hosts, str(n.address)))))
+    return out
+
+
+def engine_of(layout: Layout) -> str | None:
+    engines = {s.engine for s in status(layout) if s.engine in ENGINES}
+    if len(engines) > 1:
+        raise LabError(f"{layout.cluster}: nodes from both engines exist; run `kbootstrap lab down` first")
+    return engines.pop() if engines else None
+
+
+def up(layout: Layout, engine: str = "lxc", *, fresh: bool = False, log: Log = stderr_log) -> UpResult:
+    """Bring every node of the layout up (idempotent); fresh=True also resets nodes that exist."""
+    if engine not in ENGINES:
+        raise LabError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    host.require_root("debootstrap")
+    t0 = time.monotonic()
+    infos = {n.name: lxc.info(layout.container(n)) for n in layout.nodes}
+    for i in infos.values():
+        if i.engine == "foreign":
+            raise LabError(f"container {i.name} exists and was not made by the lab: not touching it")
+        if i.engine in ENGINES and i.engine != engine:
+            raise LabError(f"{layout.cluster} is up with the {i.engine} engine: `kbootstrap lab down` it first")
+    _check_address_clash(layout)
+    host.bridge_up(layout)
+    if engine == "lxc":
+        _up_lxc(layout, infos, fresh, log)
+    else:
+        _up_vagrant(layout, infos, fresh, log)
+    states = _finish(layout, log)
+    return UpResult(layout, engine, time.monotonic() - t0, states)
+
+
+def reset(layout: Layout, *, log: Log = stderr_log) -> UpResult:
+    """Fresh node state, fast: the `lxc` engine empties each node's upper layer and boots it again."""
+    engine = engine_of(layout) or "lxc"
+    return up(layout, engine, fresh=True, log=log)
+
+
+def down(layout: Layout, *, log: Log = stderr_log) -> float:
+    """Remove every node of the layout and whatever a crashed run left; the bridge once unused."""
+    host.require_root()
+    t0 = time.monotonic()
+    infos = [lxc.info(layout.container(n)) for n in layout.nodes]
+    for i in infos:
+        if i.engine == "foreign":
+            log(f"lab: {i.name} was not made by the lab; leaving it")
+    if any(i.engine == "vagrant" for i in infos) and shutil.which("vagrant"):
+        r = vagrant(layout, "destroy", "-f", check=False, timeout=600)
+        if r.returncode != 0:
+            log(f"lab: vagrant destroy failed, removing the containers directly: {r.stderr.strip()[-500:]}")
+    for i in infos:
+        if i.engine == "foreign":
+            continue
+        if lxc.info(i.name).exists:
+            lxc.stop(i.name, kill=True)
+            lxc.destroy(i.name)
+        else:
+            host.remove_cgroups([f"lxc.payload.{i.name}", f"lxc.monitor.{i.name}"])
+    known_hosts.forget(layout.known_hosts, [str(n.address) for n in layout.nodes])
+    sweep(layout.bridge, log=log)
+    return time.monotonic() - t0
+
+
+def sweep(bridge: str, *, log: Log = stderr_log) -> None:
+    """Host-wide leftovers: stray veths on the lab bridge, the bridge once unused, LXC's pivot cgroups."""
+    links = lxc.running_links()
+    if host.bridge_exists(bridge):
+        host.delete_stray_veths(bridge, set(links), log=log)
+        if not host.bridge_down(bridge):
+            log(f"lab: bridge {bridge} kept: {', '.join(host.bridge_ports(bridge))} still attached")
+    if not lxc.running_names():  # LXC's own helper cgroup; only when no container could be using it
+        host.remove_cgroups(["lxc.pivot"])
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check_address_clash(layout: Layout) -> None:
+    mine = {str(n.address): layout.container(n) for n in layout.nodes}
+    for addr, container in lxc.running_addresses().items():
+        if addr in mine and container != mine[addr]:
+            raise LabError(f"{addr} is already used by the running container {container}")
+
+
+def _up_lxc(layout: Layout, infos: dict[str, lxc.ContainerInfo], fresh: bool, log: Log) -> None:
+    image = host.ensure_image(layout, vagrant=False, log=log)
+    for n in layout.nodes:
+        name, i = layout.container(n), infos[n.name]
+        if i.engine == "leftover":
+            lxc.destroy(name)
+            i = lxc.info(name)
+        stale = i.exists and lxc.image_of(name) != image.name
+        if i.exists and (fresh or stale):
+            if stale:
+                log(f"lab: {name}: the image changed; starting it fresh")
+            lxc.stop(name, kill=True)
+            lxc.wipe_state(name)
+            i = lxc.info(name)
+        lxc.write_config(layout, n, image)  # always: sizes or addresses may have changed
+        if i.state != "RUNNING":
+            lxc.start(name)
+
+
+def _up_vagrant(layout: Layout, infos: dict[str, lxc.ContainerInfo], fresh: bool, log: Log) -> None:
+    if shutil.which("vagrant") is None:
+        raise LabError("vagrant is not installed: apt-get install --no-install-recommends vagrant vagrant-lxc")
+    host.ensure_image(layout, vagrant=True, log=log)
+    for i in infos.values():
+        if i.engine == "leftover":
+            lxc.destroy(i.name)
+    if fresh and any(i.engine == "vagrant" for i in infos.values()):
+        vagrant(layout, "destroy", "-f", timeout=600)
+    vagrant(layout, "up", "--provider=lxc", timeout=900)
+
+
+def vagrant(layout: Layout, *args: str, check: bool = True, timeout: float = 900):
+    """Run vagrant on vagrant/Vagrantfile for this layout (KB_INVENTORY)."""
+    return host.run(
+        ["vagrant", *args, "--no-color"],
+        cwd=host.vagrant_dir(),
+        env={"KB_INVENTORY": str(layout.path)},
+        timeout=timeout,
+        check=check,
+    )
+
+
+def _finish(layout: Layout, log: Log) -> dict[str, str]:
+    """Wait for every node to boot, record its host keys, prove a strict SSH login."""
+    with ThreadPoolExecutor(max_workers=len(layout.nodes)) as pool:
+        booted = list(pool.map(lambda n: _boot_and_keys(layout, n), layout.nodes))
+    states = {n.name: state for n, state, _ in booted}
+    for name, state in states.items():
+        if state != "running":
+            units = lxc.failed_units(layout.container(layout.node(name)))
+            log(f"lab: {name}: systemd is {state}; failed units: {', '.join(units) or 'none'}")
+    known_hosts.update(layout.known_hosts, {str(n.address): keys for n, _, keys in booted})
+    with ThreadPoolExecutor(max_workers=len(layout.nodes)) as pool:
+        list(pool.map(lambda n: _ssh_ready(layout, n), layout.nodes))
+    return states
+
+
+def _boot_and_keys(layout: Layout, node: LabNode):
+    name = layout.container(node)
+    state = lxc.wait_booted(name)
+    return node, state, lxc.host_keys(name)
+
+
+def _ssh_ready(layout: Layout, node: LabNode, timeout: float = 60) -> None:
+    import paramiko
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            rc, _, err = ssh.run(layout, node, "true", timeout=15)
+            if rc == 0:
+                return
+            problem = f"`true` exited {rc}: {err.strip()}"
+        except paramiko.BadHostKeyException as e:
+            raise LabError(f"{node.name} ({node.address}): host key differs from the recorded one: {e}") from None
+        except Exception as e:  # noqa: BLE001 - refused while sshd starts; report the last one
+            problem = f"{type(e).__name__}: {e}"
+        if time.monotonic() > deadline:
+            raise LabError(f"{node.name} ({node.address}): no SSH login with the recorded host key: {problem}")
+        time.sleep(0.3)
