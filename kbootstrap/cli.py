@@ -12,6 +12,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import KbootstrapError
+from .artifacts.cli import artifacts
 from .lab.cli import lab
 from .spec import ClusterSpec, load_inventory
 
@@ -212,6 +213,7 @@ def schema() -> None:
 
 
 main.add_command(lab)
+main.add_command(artifacts)
 
 if __name__ == "__main__":
     main()
