@@ -79,7 +79,7 @@ def _summary(result: RunResult, applied: bool, journal: Journal) -> None:
             err.print(f"  {h.error}", soft_wrap=True)
         if result.stopped_after:
             err.print(f"stopped after phase '{result.stopped_after}': later phases depend on it. Fix and re-run.")
-    verb = "changed" if applied else "to change"
+    verb = "made" if applied else "pending"
     err.print(f"{len(hosts)} host(s), {result.changes} change(s) {verb}; log: {journal.log_path}")
 
 
