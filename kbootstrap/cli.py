@@ -14,7 +14,7 @@ from . import __version__
 from .errors import KbootstrapError
 from .artifacts.cli import artifacts
 from .lab.cli import lab
-from .spec import ClusterSpec, load_inventory
+from .spec import ClusterSpec, Node, load_inventory
 
 err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 # Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
@@ -26,6 +26,14 @@ INVENTORY_HELP = "Inventory YAML describing the cluster (see inventories/example
 def default_cluster_dir(spec: ClusterSpec) -> Path:
     base = Path(os.environ.get("KBOOTSTRAP_HOME", Path.home() / ".local/share/kbootstrap"))
     return base / "clusters" / spec.cluster.name
+
+
+def select_nodes(spec: ClusterSpec, hosts: tuple[str, ...]) -> list[Node]:
+    """The nodes named by --host (all when none), refusing names the inventory does not have."""
+    unknown = [h for h in hosts if h not in {n.name for n in spec.nodes}]
+    if unknown:
+        raise click.BadParameter(f"not in the inventory: {', '.join(unknown)}", param_hint="--host")
+    return [n for n in spec.nodes if not hosts or n.name in hosts]
 
 
 def _load(inventory: Path) -> ClusterSpec:
@@ -89,14 +97,11 @@ def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple
     from .render import RenderContext, render_host, write_tree
 
     spec = _load(inventory)
-    unknown = [h for h in hosts if h not in {n.name for n in spec.nodes}]
-    if unknown:
-        raise click.BadParameter(f"not in the inventory: {', '.join(unknown)}", param_hint="--host")
+    nodes = select_nodes(spec, hosts)
     root = cluster_dir or default_cluster_dir(spec)
     pki = ensure_pki(spec, root)
     _print_pki_report(pki.report, root)
     ctx = RenderContext(spec=spec, pki=pki, secrets=ensure_secrets(root))
-    nodes = [n for n in spec.nodes if not hosts or n.name in hosts]
     rendered = {n.name: render_host(ctx, n) for n in nodes}
     count = write_tree(rendered, output)
     out.print(f"wrote {count} files for {len(rendered)} hosts under {output}/")

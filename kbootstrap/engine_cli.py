@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from .hosts import connect_all
 from .journal import ClusterLock, Journal
@@ -18,19 +16,14 @@ from .render import RenderContext
 from .runner import HostResult, RunResult, run_phases
 from .spec import ClusterSpec
 
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def converge(spec: ClusterSpec, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
              accept_new: bool, output: str, apply: bool) -> RunResult:
-    from .cli import default_cluster_dir, out
+    from .cli import default_cluster_dir, err, out, select_nodes
 
-    names = {n.name for n in spec.nodes}
-    unknown = [h for h in hosts if h not in names]
-    if unknown:
-        raise click.BadParameter(f"not in the inventory: {', '.join(unknown)}", param_hint="--host")
+    nodes = select_nodes(spec, hosts)
     root = cluster_dir or default_cluster_dir(spec)
-    nodes = [n for n in spec.nodes if not hosts or n.name in hosts]
     command = "apply" if apply else "plan"
     with ClusterLock(root, command) as lock:
         if lock.broke_stale:
@@ -72,6 +65,8 @@ def _host_lines(r: HostResult, applied: bool) -> list[str]:
 
 
 def _summary(result: RunResult, applied: bool, journal: Journal) -> None:
+    from .cli import err
+
     hosts = {h.host for h in result.hosts}
     if result.failed:
         err.print(f"[red]{len(result.failed)} host(s) failed[/] (full log: {journal.log_path}):")

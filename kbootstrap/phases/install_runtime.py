@@ -14,7 +14,8 @@ from pathlib import Path
 from ..artifact import Artifact
 from ..artifacts.catalog import Kind
 from ..artifacts.manifest import Manifest, ManifestFile
-from ..render import RenderContext, render_host
+from ..render import RenderContext
+from ..render.node import runtime_files
 from ..runner import Phase
 from ..spec import Node
 from ..steps import CommandStep, FilesStep, ServicesStep
@@ -44,14 +45,15 @@ def _binaries(bundle: Path, files: list[ManifestFile]) -> list[Artifact]:
 
 def install_runtime(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> Phase:
     images = [f for f in manifest.files if f.kind == Kind.OCI_IMAGE and "node" in f.roles]
+    # The same for every node: built once.
+    binaries = _binaries(bundle, manifest.files)
+    image_files = [Artifact(f"{IMAGES_DIR}/{Path(f.path).name}", _read(bundle / f.path, None), 0o644,
+                            component="images") for f in images]
     steps = {}
     for node in nodes:
         if node not in ctx.spec.kubelet_nodes:
             continue
-        rendered = [a for a in render_host(ctx, node) if a.component == "containerd"]
-        binaries = _binaries(bundle, manifest.files)
-        image_files = [Artifact(f"{IMAGES_DIR}/{Path(f.path).name}", _read(bundle / f.path, None), 0o644,
-                                component="images") for f in images]
+        rendered = runtime_files(ctx, node)
         inputs = {a.path for a in rendered + binaries}
         node_steps = [FilesStep(rendered + binaries + image_files), ServicesStep(["containerd"], {"containerd": inputs})]
         for f, a in zip(images, image_files):
