@@ -10,9 +10,10 @@ No release site is reachable where the lab runs, so the release binaries are com
 - the pause image (a static C binary, gcc) and static-pod images for the control plane and etcd (OCI archives).
 
 The result is a bundle in exactly the `kbootstrap artifacts bundle` format (manifest.json, origin "built") in
-`~/.cache/kbootstrap/bundles/<version>/`, reused while the recipe (every input below, this file and pause.c,
-the Go version) hashes the same. Where the module proxy lacks an exact version, the nearest patch of the same
-minor is used and recorded in `info.substitutions` of the manifest — never silently.
+`~/.cache/kbootstrap/bundles/<version>/`, reused while the recipe (every input below, this file, images.py and
+pause.c, what the build takes from catalog.py, the Go version) hashes the same. Where the module proxy lacks an exact
+version, the nearest patch of the same minor is used and recorded in `info.substitutions` of the manifest — never
+silently. The OS packages (.debs) the nodes need are added afterwards by lab/add-debs.sh (debs.py).
 
     python -m kbootstrap.artifacts.build 1.34.2 [--force] [--cold]     (lab/build-bundle.sh wraps this)
 """
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import versions
-from .catalog import CNI_PLUGINS, KUBE_BINARIES, PINS, Install, Kind, control_plane_images, release_artifacts
+from .catalog import (CNI_PLUGINS, CONTAINERD_BINARIES, ETCD_BINARIES, KUBE_BINARIES, PINS, Install, Kind,
+                      control_plane_images, release_artifacts)
 from .errors import ArtifactError
 from .fetch import cache_root
 from .images import binary_image, build_image_archive, build_pause_binary, pause_image
@@ -421,11 +423,27 @@ def _info_time(info: dict) -> str:
     return "1970-01-01T00:00:00Z"
 
 
+def catalog_inputs(version: str) -> str:
+    """What the build takes from catalog.py (names, versions, install paths, roles, images), hashed: the rest of the
+    catalog (URLs, the OS package table, …) can change without rebuilding the bundle."""
+    rel = release_artifacts(version)
+    data = {
+        "binaries": {"kube": KUBE_BINARIES, "cni": CNI_PLUGINS, "etcd": ETCD_BINARIES,
+                     "containerd": CONTAINERD_BINARIES},
+        "files": [[d.component, d.version, str(d.kind), list(d.roles), [[i.dest, i.member, i.mode] for i in d.install]]
+                  for d in rel.downloads],
+        "images": [[i.component, i.ref, i.path] for i in (*rel.images, *control_plane_images(version))],
+        "kinds": [str(k) for k in (Kind.BINARY, Kind.OCI_IMAGE)],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def recipe_for(version: str, go_version: str) -> tuple[dict, str]:
     rel = versions.release(version)
     pins = PINS[rel.minor]
     sources = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-               for p in (HERE / "build.py", HERE / "images.py", HERE / "catalog.py", HERE / "pause" / "pause.c")}
+               for p in (HERE / "build.py", HERE / "images.py", HERE / "pause" / "pause.c")}
+    sources["catalog"] = catalog_inputs(version)
     recipe = {
         "kubernetes": rel.kubernetes, "etcd": rel.etcd, "pause": rel.pause, "containerd": pins.containerd,
         "runc": pins.runc, "crictl": pins.crictl, "cni_plugins": pins.cni_plugins, "go": go_version,

@@ -24,6 +24,7 @@ class Kind(StrEnum):
     BINARY = "binary"  # one executable, copied to `dest`
     TARBALL = "tar.gz"  # a tarball; `Install.member` names what is copied out of it
     OCI_IMAGE = "oci-image"  # an OCI image layout tar, imported with `ctr -n k8s.io images import`
+    DEB = "deb"  # a Debian package (`debs/<file>.deb`), installed with `dpkg -i` (see `OS_PACKAGES`, debs.py)
 
 
 class ChecksumFormat(StrEnum):
@@ -177,6 +178,45 @@ def release_artifacts(version: str, arch: str = "amd64") -> ReleaseArtifacts:
                        Kind.TARBALL, tuple(Install(f"/opt/cni/bin/{p}", f"./{p}") for p in CNI_PLUGINS), ("node",)))
     images = (Image("pause", f"registry.k8s.io/pause:{rel.pause}"),)
     return ReleaseArtifacts(k8s, arch, tuple(dl), images)
+
+
+@dataclass(frozen=True)
+class OsPackage:
+    """A Debian package a role needs on its hosts beyond the base system; it travels in the bundle as .debs."""
+
+    name: str  # the Debian package name, as `dpkg-query -W NAME` knows it
+    roles: tuple[str, ...]  # the bundle roles of the hosts that need it (see `Download.roles`; + "loadbalancer")
+    why: str
+
+
+# OS packages per role, installed from .debs in the bundle with their dependency closure (hosts may have no
+# package mirror: the lab nodes have none). Roles are the bundle's: "node" = every host running a kubelet
+# (control planes and workers), "loadbalancer" = the inventory role. Changing this table needs no rebuild of the
+# lab bundle: `kbootstrap artifacts debs` (lab/add-debs.sh) adds what is missing.
+OS_PACKAGES: tuple[OsPackage, ...] = (
+    OsPackage("haproxy", ("loadbalancer",),
+              "the API server load balancer: TCP 6443 to every kube-apiserver, /readyz checks over TLS"),
+    OsPackage("keepalived", ("loadbalancer",), "the VRRP virtual IP shared by two or more load balancers"),
+    OsPackage("iptables", ("node",),
+              "kube-proxy (iptables mode) programs Services with iptables-restore/iptables-save; "
+              "the CNI bridge (ipMasq) and portmap plugins run iptables too"),
+    # kube-proxy itself clears stale UDP conntrack entries over netlink since 1.32 (kubernetes#126847; up to 1.31 it
+    # ran this tool): conntrack stays for inspecting and flushing a node's conntrack table when debugging Services.
+    OsPackage("conntrack", ("node",), "inspecting/flushing the node's conntrack table (kube-proxy <= 1.31 ran it)"),
+)
+
+
+def packages_for(roles: set[str] | frozenset[str]) -> list[str]:
+    """The top-level OS packages a host with these bundle roles needs, in table order (for an installed check:
+    `dpkg-query -W -f='${Status}' NAME` prints `install ok installed`)."""
+    return [p.name for p in OS_PACKAGES if set(p.roles) & set(roles)]
+
+
+def os_package(name: str) -> OsPackage:
+    for p in OS_PACKAGES:
+        if p.name == name:
+            return p
+    raise KeyError(name)
 
 
 def control_plane_images(version: str) -> tuple[Image, ...]:

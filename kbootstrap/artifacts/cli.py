@@ -13,7 +13,7 @@ from rich.table import Table
 from .. import versions
 from ..errors import KbootstrapError
 from .bundle import make_bundle, verify
-from .catalog import release_artifacts
+from .catalog import Kind, release_artifacts
 from .errors import ArtifactError
 from .fetch import SOURCE_ENV, Fetcher, PlainReporter, RichReporter, default_cache_dir
 from .lock import Lock, load_lock, lock_path
@@ -63,6 +63,7 @@ def artifacts() -> None:
       kbootstrap artifacts fetch [--source URL]       download into the cache, verified
       kbootstrap artifacts bundle -o DIR [--tar F]    a self-contained copy with manifest.json
       kbootstrap artifacts verify PATH                re-check a bundle, tarball or cache
+      kbootstrap artifacts debs --bundle DIR [--against STATUS]   add the hosts' OS packages (.deb) to a bundle
     """
 
 
@@ -152,6 +153,29 @@ def verify_cmd(path: Path) -> None:
     total = sum(f.size for f in manifest.files)
     out.print(f"{path}: {len(manifest.files)} file(s) verified ({total / 1e6:.1f} MB), "
               f"Kubernetes {manifest.kubernetes}/{manifest.arch}, origin {manifest.origin}")
+
+
+@artifacts.command("debs")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The bundle directory to add them to (manifest.json is rewritten atomically).")
+@click.option("--against", type=click.Path(exists=True, path_type=Path), metavar="STATUS_FILE",
+              help="The target hosts' dpkg status file (or their root directory), e.g. the lab image's "
+                   "rootfs/var/lib/dpkg/status [default: a system of only the Essential/required packages].")
+@click.option("--packages", multiple=True, metavar="NAME[,NAME…]",
+              help="Only these packages of the table (repeat or comma-separate) [default: every one].")
+def debs_cmd(bundle_dir: Path, against: Path | None, packages: tuple[str, ...]) -> None:
+    """Add the OS packages the roles need (haproxy, keepalived, iptables, conntrack; catalog.OS_PACKAGES) to a
+    bundle as .debs, with their dependency closure against what the hosts already have. Re-running adds nothing."""
+    from .debs import add_debs
+
+    names = [n.strip() for p in packages for n in p.split(",") if n.strip()]
+    r = add_debs(bundle_dir, against, names or None, log=lambda m: err.print(m, markup=False, highlight=False))
+    debs = [f for f in r.manifest.files if f.kind is Kind.DEB]
+    total = sum(f.size for f in debs)
+    out.print(f"{bundle_dir}: {len(r.added)} .deb(s) added ({r.added_bytes / 1e6:.1f} MB), {len(r.kept)} already there"
+              + (f", {len(r.removed)} older version(s) removed" if r.removed else "")
+              + f"; {len(debs)} .debs in the bundle ({total / 1e6:.1f} MB)"
+              + ("" if r.changed else "; manifest unchanged"))
 
 
 @artifacts.command()

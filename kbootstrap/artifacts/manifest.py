@@ -7,10 +7,12 @@ read any of them the same way:
     manifest.json                 format, Kubernetes version, arch, origin, and every file below
     <component>/<file>            e.g. kubelet/kubelet, etcd/etcd-v3.6.4-linux-amd64.tar.gz
     images/<name>-<tag>.tar       OCI image layout archives (`ctr -n k8s.io images import`)
+    debs/<package>_<version>_<arch>.deb   Debian packages for the hosts (`dpkg -i`; see debs.py)
 
-Each file entry: path (relative), sha256, size, component, version, kind (binary | tar.gz | oci-image), the
-files it installs on a host (`install`: dest, member inside a tarball, mode), its upstream URL (fetched files) or
-image reference (images).
+Each file entry: path (relative), sha256, size, component, version, kind (binary | tar.gz | oci-image | deb), the
+files it installs on a host (`install`: dest, member inside a tarball, mode), its upstream URL (fetched files and
+.debs) or image reference (images), and for a .deb the Debian `package` name (`component` is then the top-level
+package of kbootstrap's table that pulled it in, `version` the Debian version).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class ManifestFile:
     url: str | None = None
     image: str | None = None
     roles: tuple[str, ...] = ()
+    package: str | None = None  # the Debian package name (Kind.DEB only)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -58,13 +61,15 @@ class ManifestFile:
             d["url"] = self.url
         if self.image:
             d["image"] = self.image
+        if self.package:
+            d["package"] = self.package
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "ManifestFile":
         installs = tuple(Install(i["dest"], i.get("member"), int(i.get("mode", "0755"), 8)) for i in d.get("install", []))
         return cls(d["path"], d["sha256"], int(d["size"]), d["component"], d["version"], Kind(d["kind"]), installs,
-                   d.get("url"), d.get("image"), tuple(d.get("roles", ())))
+                   d.get("url"), d.get("image"), tuple(d.get("roles", ())), d.get("package"))
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from kbootstrap import versions
 from kbootstrap.artifacts import build
-from kbootstrap.artifacts.catalog import (CNI_PLUGINS, KUBE_BINARIES, PINS, Install, Kind, control_plane_images,
-                                          mirror_url, release_artifacts)
+from kbootstrap.artifacts.catalog import (CNI_PLUGINS, KUBE_BINARIES, OS_PACKAGES, PINS, Install, Kind,
+                                          control_plane_images, mirror_url, packages_for, release_artifacts)
 from kbootstrap.artifacts.cli import artifacts
+from kbootstrap.artifacts.debs import compare_versions, debs_for, debs_to_install, installed_versions
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.fetch import parse_checksum
 from kbootstrap.artifacts.images import LayerFile, binary_image, build_image_archive, layer_tar, pause_image
@@ -167,6 +168,71 @@ def test_manifest_refuses_unsafe_paths(path):
 def test_manifest_refuses_an_unknown_format():
     with pytest.raises(ArtifactError, match="unknown bundle format"):
         Manifest.from_json(json.dumps({"format": "other/v9", "files": []}), "m")
+
+
+# --- OS packages (.debs) ----------------------------------------------------------------------------------------------
+
+def _deb_entry(package: str, version: str, roles: tuple[str, ...], component: str | None = None) -> ManifestFile:
+    path = f"debs/{package}_{version.split(':', 1)[-1]}_amd64.deb"
+    return ManifestFile(path, H1, 10, component or package, version, Kind.DEB, (), f"http://deb.debian.org/{path}",
+                        None, roles, package)
+
+
+def test_a_deb_entry_round_trips_and_old_manifests_load_without_package():
+    entry = _deb_entry("conntrack", "1:1.4.7-1+b2", ("node",))
+    m = Manifest("1.34.2", "amd64", "built", (entry,))
+    again = Manifest.from_json(m.to_json(), "m")
+    assert again == m and again.files[0].package == "conntrack" and again.files[0].kind is Kind.DEB
+    assert json.loads(m.to_json())["files"][0]["kind"] == "deb"
+    old = {"format": "kbootstrap-bundle/v1", "kubernetes": "1.34.2", "arch": "amd64", "origin": "built",
+           "files": [{"path": "kubelet/kubelet", "sha256": H1, "size": 1, "component": "kubelet", "version": "1.34.2",
+                      "kind": "binary", "install": [{"dest": "/usr/local/bin/kubelet", "mode": "0755"}]}]}
+    loaded = Manifest.from_json(json.dumps(old), "m")
+    assert loaded.files[0].package is None
+    assert "package" not in json.loads(loaded.to_json())["files"][0]  # old manifests are written back as they were
+
+
+def test_os_package_table_names_roles_and_reasons():
+    assert packages_for({"loadbalancer"}) == ["haproxy", "keepalived"]
+    assert packages_for({"node"}) == ["iptables", "conntrack"]
+    assert packages_for({"node", "loadbalancer"}) == ["haproxy", "keepalived", "iptables", "conntrack"]
+    assert packages_for({"etcd", "admin"}) == []
+    for p in OS_PACKAGES:
+        assert p.why and set(p.roles) <= {"loadbalancer", "node"}
+
+
+def test_debs_for_gives_a_roles_debs_sorted_and_nothing_else():
+    files = (_deb_entry("libnl-3-200", "3.7.0-0.2+b1", ("loadbalancer",), "keepalived"),
+             _deb_entry("iptables", "1.8.9-2", ("node",)),
+             _deb_entry("libnfnetlink0", "1.0.2-2", ("loadbalancer", "node"), "keepalived"),
+             _deb_entry("haproxy", "2.6.12-1+deb12u4", ("loadbalancer",)),
+             ManifestFile("kubelet/kubelet", H1, 1, "kubelet", "1.34.2", Kind.BINARY, (), None, None, ("node",)))
+    m = Manifest("1.34.2", "amd64", "built", files)
+    assert [f.package for f in debs_for(m, {"loadbalancer"})] == ["haproxy", "libnfnetlink0", "libnl-3-200"]
+    assert [f.package for f in debs_for(m, {"node", "control-plane"})] == ["iptables", "libnfnetlink0"]
+    assert debs_for(m, {"etcd"}) == []
+
+
+def test_debs_to_install_skips_what_is_installed_and_never_downgrades():
+    debs = [_deb_entry("haproxy", "2.6.12-1+deb12u4", ("loadbalancer",)),
+            _deb_entry("libssl3", "3.0.17-1~deb12u2", ("loadbalancer",)),
+            _deb_entry("perl-base", "5.36.0-7+deb12u4", ("loadbalancer",)),
+            _deb_entry("liblua5.3-0", "5.3.6-2", ("loadbalancer",))]
+    query = ("libssl3\t3.0.17-1~deb12u3\tinstall ok installed\n"   # newer: kept
+             "perl-base\t5.36.0-7+deb12u2\tinstall ok installed\n"  # older: upgraded
+             "liblua5.3-0\t5.3.6-2\tinstall ok installed\n"         # same: nothing to do
+             "haproxy\t2.6.12-1+deb12u4\tdeinstall ok config-files\n")  # removed, config left: install
+    installed = installed_versions(query)
+    assert installed == {"libssl3": "3.0.17-1~deb12u3", "perl-base": "5.36.0-7+deb12u2", "liblua5.3-0": "5.3.6-2"}
+    assert [f.package for f in debs_to_install(debs, installed)] == ["haproxy", "perl-base"]
+    assert compare_versions("1:1.0", "9.9") > 0 and compare_versions("1.0~rc1", "1.0") < 0
+    assert compare_versions("1.0-1+b1", "1.0-1") > 0 and compare_versions("1.00", "1.0") == 0
+
+
+def test_the_build_recipe_hashes_what_it_takes_from_the_catalog_not_the_whole_file():
+    recipe, _ = build.recipe_for("1.34.2", "go1.26.8")
+    assert "catalog.py" not in recipe["sources"]
+    assert recipe["sources"]["catalog"] == build.catalog_inputs("1.34.2") != build.catalog_inputs("1.33.6")
 
 
 # --- OCI image archives ----------------------------------------------------------------------------------------------
