@@ -16,12 +16,17 @@ from .base import Transport
 
 
 @cache
-def _agent_argv() -> tuple[str, ...]:
-    source = (Path(__file__).parent / "agent.py").read_bytes()
-    packed = base64.b64encode(zlib.compress(source, 9)).decode()
+def packed_python(script: Path, name: str, call: str) -> tuple[str, ...]:
+    """argv that runs a standard-library script on a host with nothing installed: `python3 -c` a loader,
+    the script zlib-compressed and base64'd as its argument; `call` runs after, e.g. "main(sys.argv[2])"."""
+    packed = base64.b64encode(zlib.compress(script.read_bytes(), 9)).decode()
     loader = ("import base64,zlib,sys;src=zlib.decompress(base64.b64decode(sys.argv[1]));"
-              "g={'__name__':'kbootstrap_agent'};exec(compile(src,'kbootstrap-agent','exec'),g);g['main'](sys.argv[2])")
+              f"g={{'__name__':'{name}','sys':sys}};exec(compile(src,'{name}','exec'),g);exec({call!r},g)")
     return ("python3", "-c", loader, packed)
+
+
+def _agent_argv() -> tuple[str, ...]:
+    return packed_python(Path(__file__).parent / "agent.py", "kbootstrap-agent", "main(sys.argv[2])")
 
 
 @dataclass(frozen=True)
