@@ -164,6 +164,101 @@ def apply(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output)
     sys.exit(1 if result.failed else 0)
 
 
+ARTIFACTS_OPTION = click.option(
+    "--artifacts", type=click.Path(file_okay=False, path_type=Path),
+    help="Artifact bundle to install from (`kbootstrap artifacts bundle`/`fetch`, or the lab's). "
+         "Default: the inventory's `artifacts`, else the artifact cache of the cluster's version.")
+
+
+@main.command()
+@host_options
+@click.option("--topology", type=click.Choice(["stacked", "external"]),
+              help="Expected etcd topology; refused if the inventory says otherwise (a guard, not an override).")
+@ARTIFACTS_OPTION
+@click.option("--dry-run", is_flag=True, help="Show every change init would make, and make none (exit 3 if any).")
+def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, topology, artifacts, dry_run) -> None:
+    """Install the control plane: OS settings, containerd, binaries, load balancers, etcd, control planes.
+
+    \b
+    Phases, in order (each on every host it concerns, hosts in parallel):
+      os             kernel modules, sysctls, swap off
+      packages       haproxy, keepalived (load balancers); iptables, conntrack (nodes): from the bundle's .debs
+      runtime        containerd, runc, crictl, CNI plugins, sandbox image
+      binaries       kubelet, kube-proxy, kubectl, etcd; control-plane binaries or images
+      files          certificates, kubeconfigs, configs and units (as `kbootstrap render` shows them)
+      loadbalancers  haproxy, keepalived
+      etcd           etcd services, each member healthy (systemd form / external etcd)
+      control-plane  kubelet (static pods) or services; apiserver ready; the API through the load balancer
+      cluster        bootstrap RBAC; control-plane nodes Ready
+
+    Re-running resumes after a failure and changes nothing on a finished cluster.
+    Then add workers with `kbootstrap join`.
+    """
+    from .engine_cli import session
+    from .init_cluster import init_nodes, init_phases, preflight, write_admin_kubeconfig
+    from .phases.bundle_payload import load_bundle
+
+    spec = _load(inventory)
+    if topology and topology != spec.cluster.topology.value:
+        raise click.BadParameter(f"the inventory {inventory} says cluster.topology: {spec.cluster.topology.value}",
+                                 param_hint="--topology")
+    nodes = init_nodes(spec, select_nodes(spec, hosts))
+    bundle, manifest = load_bundle(spec, artifacts)
+    with session(spec, cluster_dir, nodes, "init", accept_new_host_keys, output) as s:
+        preflight(s, nodes, manifest)
+        result = s.run(init_phases(s.ctx, bundle, manifest, nodes), apply=not dry_run, parallel=parallel,
+                       diffs=dry_run)
+    s.report(result)
+    if not result.failed and not dry_run:
+        conf = write_admin_kubeconfig(s.ctx, s.root)
+        if output == "text":
+            err.print(f"admin kubeconfig: {conf}\n  kubectl --kubeconfig {conf} get nodes\n"
+                      f"next: kbootstrap join -i {inventory}   (the workers)")
+    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+
+
+@main.command()
+@host_options
+@ARTIFACTS_OPTION
+@click.option("--dry-run", is_flag=True, help="Show every change join would make, and make none (exit 3 if any).")
+@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the nodes to be Ready.")
+def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts, dry_run, timeout) -> None:
+    """Join workers (all of the inventory's, or those named by --host) to the cluster `init` made.
+
+    \b
+    A bootstrap token is made on the first control plane for this join only (15 minutes), used by each new
+    node's kubelet to get its client certificate (TLS bootstrap, approved automatically), and deleted at the
+    end. Nodes that already joined get no token and no change. Phases: os, packages, runtime, binaries,
+    files, node (kubelet, kube-proxy, pod routes), ready (Ready within --timeout), cleanup.
+    """
+    from .engine_cli import session
+    from .init_cluster import preflight
+    from .join_nodes import BootstrapToken, join_phases, join_targets, unjoined
+    from .phases.bundle_payload import load_bundle
+
+    spec = _load(inventory)
+    targets = join_targets(spec, select_nodes(spec, hosts))
+    if not targets:
+        raise click.BadParameter("no workers selected: join adds nodes with the 'worker' role "
+                                 "(control planes come up with `kbootstrap init`)", param_hint="--host")
+    bundle, manifest = load_bundle(spec, artifacts)
+    first = spec.control_planes[0]
+    with session(spec, cluster_dir, [first, *targets], "join", accept_new_host_keys, output) as s:
+        preflight(s, targets, manifest)
+        new = unjoined(s, targets)
+        s.note(f"joining {', '.join(n.name for n in new) or 'no new node'}"
+               + (f"; already joined: {', '.join(n.name for n in targets if n not in new)}" if len(new) < len(targets) else ""))
+        if new and not dry_run:
+            with BootstrapToken(s, new) as token:
+                result = s.run(join_phases(s.ctx, token.value, bundle, manifest, targets, new, timeout),
+                               apply=True, parallel=parallel)
+        else:
+            result = s.run(join_phases(s.ctx, None, bundle, manifest, targets, [], timeout), apply=not dry_run,
+                           parallel=parallel, diffs=dry_run)
+    s.report(result)
+    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+
+
 @main.group()
 def certs() -> None:
     """Inspect the cluster's certificates."""

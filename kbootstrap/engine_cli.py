@@ -1,8 +1,11 @@
-"""What `plan` and `apply` do between parsing and printing: render, connect, run the phases, report."""
+"""Between parsing and printing: lock the cluster, load the PKI, connect, run phases, journal, report."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -13,38 +16,64 @@ from .pki.issue import ensure_pki
 from .pki.secrets import ensure_secrets
 from .phases.configure_files import configure_files
 from .render import RenderContext
-from .runner import HostResult, RunResult, run_phases
-from .spec import ClusterSpec
+from .runner import HostResult, Phase, RunResult, run_phases
+from .spec import ClusterSpec, Node
+from .transport.base import Transport
+from .cli import default_cluster_dir, err, out, select_nodes
 
 
+@dataclass
+class Session:
+    """One locked, journaled run against a set of connected hosts; phases are run through it."""
 
-def converge(spec: ClusterSpec, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
-             accept_new: bool, output: str, apply: bool) -> RunResult:
-    from .cli import default_cluster_dir, err, out, select_nodes
+    ctx: RenderContext
+    transports: dict[str, Transport]
+    journal: Journal
+    output: str
+    root: Path  # the cluster directory
 
-    nodes = select_nodes(spec, hosts)
+    def run(self, phases: list[Phase], apply: bool, parallel: int, diffs: bool = False) -> RunResult:
+        def on_host(r: HostResult) -> None:
+            self.journal.record(r.host, r.phase, r.ok, len(r.changes), r.error)
+            for line in _host_lines(r, apply):
+                self.journal.log(line)
+                if self.output == "text":
+                    out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+        return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs, on_host=on_host)
+
+    def note(self, line: str) -> None:
+        self.journal.log(line)
+        if self.output == "text":
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def report(self, result: RunResult) -> None:
+        if self.output == "json":
+            click.echo(json.dumps(_as_json(result), indent=2))
+        else:
+            _summary(result, result.applied, self.journal)
+
+
+@contextmanager
+def session(spec: ClusterSpec, cluster_dir: Path | None, nodes: list[Node], command: str, accept_new: bool,
+            output: str) -> Iterator[Session]:
     root = cluster_dir or default_cluster_dir(spec)
-    command = "apply" if apply else "plan"
     with ClusterLock(root, command) as lock:
         if lock.broke_stale:
             err.print(f"[yellow]note:[/] {lock.broke_stale}")
         journal = Journal(root, command)
         ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root))
-        phases = [configure_files(ctx, nodes)]
-
-        def on_host(r: HostResult) -> None:
-            journal.record(r.host, r.phase, r.ok, len(r.changes), r.error)
-            for line in _host_lines(r, apply):
-                journal.log(line)
-                if output == "text":
-                    out.print(line, markup=False, highlight=False, soft_wrap=True)
-
         with connect_all(spec, nodes, accept_new) as transports:
-            result = run_phases(transports, phases, apply=apply, parallel=parallel, diffs=not apply, on_host=on_host)
-    if output == "json":
-        click.echo(json.dumps(_as_json(result), indent=2))
-    else:
-        _summary(result, apply, journal)
+            yield Session(ctx, transports, journal, output, root)
+
+
+def converge(spec: ClusterSpec, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
+             accept_new: bool, output: str, apply: bool) -> RunResult:
+    """`plan` and `apply`: every rendered file on the selected hosts."""
+    nodes = select_nodes(spec, hosts)
+    with session(spec, cluster_dir, nodes, "apply" if apply else "plan", accept_new, output) as s:
+        result = s.run([configure_files(s.ctx, nodes)], apply=apply, parallel=parallel, diffs=not apply)
+    s.report(result)
     return result
 
 
@@ -55,7 +84,7 @@ def _host_lines(r: HostResult, applied: bool) -> list[str]:
     if not r.changes:
         return [f"{head} no change ({r.round_trips} round trip{'s' if r.round_trips != 1 else ''}, {r.seconds:.1f}s)"]
     verb = "changed" if applied else "would change"
-    lines = [f"{head} {verb} {len(r.changes)} ({r.round_trips} round trips, {r.seconds:.1f}s):"]
+    lines = [f"{head} {verb} {len(r.changes)} ({r.round_trips} round trip{'s' if r.round_trips != 1 else ''}, {r.seconds:.1f}s):"]
     for c in r.changes:
         detail = f"  ({c.detail})" if c.detail else ""
         lines.append(f"  {c.action:<13} {c.target}{detail}{'  [secret: digest only]' if c.secret else ''}")
@@ -65,8 +94,6 @@ def _host_lines(r: HostResult, applied: bool) -> list[str]:
 
 
 def _summary(result: RunResult, applied: bool, journal: Journal) -> None:
-    from .cli import err
-
     hosts = {h.host for h in result.hosts}
     if result.failed:
         err.print(f"[red]{len(result.failed)} host(s) failed[/] (full log: {journal.log_path}):")

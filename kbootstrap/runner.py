@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import KbootstrapError
-from .steps import Change, FilesStep, Step, Wants
+from .steps import UNIT_DIRS, Change, FilesStep, RunChanges, ServicesStep, Step, Wants
 from .transport import remote
 from .transport.base import Transport
 
@@ -58,22 +58,30 @@ class RunResult:
 Listener = Callable[[HostResult], None]
 
 
-def converge_host(t: Transport, phase: str, steps: list[Step], apply: bool, diffs: bool = False) -> HostResult:
+def converge_host(t: Transport, phase: str, steps: list[Step], apply: bool, diffs: bool = False,
+                  changed: set[str] | None = None) -> HostResult:
+    """`changed` carries the paths this run changed on the host in earlier phases: a service started in a
+    later phase still restarts for a config file an earlier phase rewrote."""
     started, trips_before = time.monotonic(), t.round_trips.count
     result = HostResult(t.host, phase)
+    changed = RunChanges() if changed is None else changed
     try:
         wants = Wants()
         for s in steps:
             wants.merge(s.wants())
         facts = remote.gather(t, wants.files, wants.units, wants.probes)
-        changed: set[str] = set()
         for s in steps:
             changes = s.check(facts, changed)
             if isinstance(s, FilesStep):
-                changed |= {c.target for c in changes if c.action in ("create", "update")}
+                written = {c.target for c in changes if c.action in ("create", "update")}
+                changed |= written
+                if isinstance(changed, RunChanges):
+                    changed.unreloaded |= {p for p in written if p.startswith(UNIT_DIRS)}
             result.changes += changes
             if apply and changes:
                 s.apply(t, changes)
+                if isinstance(s, ServicesStep) and s.reloaded and isinstance(changed, RunChanges):
+                    changed.unreloaded.clear()
         if diffs:
             result.diffs = _diffs(t, steps, result.changes)
     except KbootstrapError as e:
@@ -103,9 +111,10 @@ def _diffs(t: Transport, steps: list[Step], changes: list[Change]) -> dict[str, 
 def run_phases(transports: dict[str, Transport], phases: list[Phase], apply: bool, parallel: int = 10,
                diffs: bool = False, on_host: Listener | None = None) -> RunResult:
     result = RunResult(applied=apply)
+    changed = {h: RunChanges() for h in transports}
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         for phase in phases:
-            futures = [pool.submit(converge_host, transports[h], phase.name, steps, apply, diffs)
+            futures = [pool.submit(converge_host, transports[h], phase.name, steps, apply, diffs, changed[h])
                        for h, steps in phase.steps.items() if steps]
             for f in futures:
                 r = f.result()

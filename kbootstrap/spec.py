@@ -176,6 +176,9 @@ class NetworkSettings(_Model):
 class ContainerRuntime(_Model):
     sandbox_image: str | None = Field(None, description="defaults to registry.k8s.io/pause:<version's tag>")
     systemd_cgroup: bool = True
+    restrict_oom_score_adj: bool = Field(
+        False, description="containerd never sets an OOM score below its own: for hosts without CAP_SYS_RESOURCE "
+                           "(containers such as the lab's nodes), where the kubelet's -998 for pod sandboxes fails")
     registry_mirrors: dict[str, list[str]] = Field(default_factory=dict)
 
 
@@ -208,6 +211,9 @@ class Inventory(_Model):
         default_factory=dict,
         description="fields merged into KubeletConfiguration / KubeProxyConfiguration (deep merge, yours win)",
     )
+    artifacts: Path | None = Field(
+        None, description="artifact bundle directory for init/join (relative paths are from this file); "
+                          "default: the cache `kbootstrap artifacts fetch` fills for this version")
     lab: LabSettings | None = None
     nodes: list[Node] = Field(min_length=1)
 
@@ -366,6 +372,7 @@ def build_spec(data: Any, source: Path | None = None) -> ClusterSpec:
         ssh = ssh.model_copy(update={"bastion": bastion})
     fields = {name: getattr(inv, name) for name in Inventory.model_fields}
     fields["ssh"] = ssh
+    fields["artifacts"] = _resolve(inv.artifacts, source)
     return ClusterSpec.model_construct(**fields, source=source, warnings=tuple(warnings))
 
 

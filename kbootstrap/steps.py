@@ -7,9 +7,12 @@ construction (compare digests and states; act only on a difference).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from .artifact import Artifact
+from .artifacts.debs import INSTALLED_QUERY, debs_to_install, installed_versions
+from .artifacts.manifest import ManifestFile
 from .errors import StepError
 from .transport import remote
 from .transport.base import Transport
@@ -67,6 +70,21 @@ class FilesStep:
         remote.write_files(t, [self.artifacts[c.target] for c in changes])
 
 
+UNIT_DIRS = ("/etc/systemd/system/", "/lib/systemd/system/")
+
+
+class RunChanges(set):
+    """The paths a run changed on one host (for restarts), and which unit files systemd has not reloaded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unreloaded: set[str] = set()
+
+
+def _unreloaded(changed: set[str]) -> set[str]:
+    return changed.unreloaded if isinstance(changed, RunChanges) else changed
+
+
 class ServicesStep:
     """systemd services: daemon-reload only when a unit file changed; enable and start what is not;
     restart a running service only when one of its input files changed in this run."""
@@ -77,13 +95,14 @@ class ServicesStep:
         self.services = services
         self.inputs = inputs  # service -> paths whose change restarts it
         self.start = start
+        self.reloaded = False
 
     def wants(self) -> Wants:
         return Wants(units=[f"{s}.service" for s in self.services])
 
     def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
         out = []
-        if any(p.startswith(("/etc/systemd/system/", "/lib/systemd/system/")) for p in changed) or any(
+        if any(p.startswith(UNIT_DIRS) for p in _unreloaded(changed)) or any(
             facts.units.get(f"{s}.service", {}).get("NeedDaemonReload") == "yes" for s in self.services
         ):
             out.append(Change(self.name, "daemon-reload", "systemd"))
@@ -110,12 +129,24 @@ class ServicesStep:
         for action in ("enable", "start", "restart"):
             if by_action.get(action):
                 units = " ".join(f"{u}.service" for u in by_action[action])
+                if action != "enable":  # a unit that hit its start limit refuses to start until reset
+                    script.append(f"{{ systemctl reset-failed {units} 2>/dev/null || true; }}")
                 script.append(f"systemctl {action} {units}")
         if not script:
             return
         r = t.run(["sh", "-ec", " && ".join(script)], sudo=True)
+        if "daemon-reload" in by_action and r.ok:
+            self.reloaded = True
         if not r.ok:
-            raise StepError(t.host, self.name, " && ".join(script), r.rc, r.stderr_tail())
+            raise StepError(t.host, self.name, " && ".join(script), r.rc, r.stderr_tail() + self._why(t))
+
+    def _why(self, t: Transport) -> str:
+        """The last journal lines of the services that are not running: the reason, not 'see journalctl'."""
+        units = [f"{s}.service" for s in self.services]
+        argv = ["sh", "-c", 'for u in "$@"; do systemctl is-active -q "$u" || journalctl -u "$u" -n 12 -o cat '
+                '--no-pager | sed "s/^/$u: /"; done', "sh", *units]
+        tail = t.run(argv, sudo=True).stdout.decode(errors="replace").strip()
+        return f"\n{tail}" if tail else ""
 
 
 class CommandStep:
@@ -144,4 +175,90 @@ class CommandStep:
             raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
 
 
-Step = FilesStep | ServicesStep | CommandStep
+class SysctlStep:
+    """Kernel settings applied now (the sysctl.d file written by a FilesStep keeps them across reboots)."""
+
+    name = "sysctl"
+
+    def __init__(self, settings: dict[str, str]):
+        self.settings = settings
+
+    def wants(self) -> Wants:
+        # One probe for all keys; `-e` so a key this kernel lacks reads as missing, not as a failed probe.
+        return Wants(probes={self.name: ["sysctl", "-e", *self.settings]})
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
+        have = {}
+        for line in facts.probes.get(self.name, {}).get("stdout", "").splitlines():
+            key, sep, value = line.partition(" = ")
+            if sep:
+                have[key.strip()] = " ".join(value.split())
+        return [Change(self.name, "set", k, f"{have.get(k, 'missing')} -> {v}")
+                for k, v in self.settings.items() if have.get(k) != v]
+
+    def apply(self, t: Transport, changes: list[Change]) -> None:
+        argv = ["sysctl", "-w", *(f"{c.target}={self.settings[c.target]}" for c in changes)]
+        r = t.run(argv, sudo=True)
+        if not r.ok:
+            raise StepError(t.host, self.name, " ".join(argv), r.rc, r.stderr_tail())
+
+
+class WaitStep:
+    """Wait, bounded, until a probe passes (a member healthy, an API ready). Already passing: no change.
+
+    On timeout the error says what was awaited and the probe's last output, instead of a hang."""
+
+    def __init__(self, name: str, probe: list[str], timeout: float = 180, interval: float = 2, what: str = ""):
+        self.name, self.probe, self.timeout, self.interval = name, probe, timeout, interval
+        self.what = what or name
+
+    def wants(self) -> Wants:
+        return Wants(probes={self.name: self.probe})
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
+        if facts.probes.get(self.name, {}).get("rc") == 0:
+            return []
+        return [Change(self.name, "wait", self.what, f"up to {self.timeout:.0f}s")]
+
+    def apply(self, t: Transport, changes: list[Change]) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            r = t.run(self.probe, sudo=True)
+            if r.ok:
+                return
+            if time.monotonic() >= deadline:
+                raise StepError(t.host, self.name, f"not ready after {self.timeout:.0f}s: " + " ".join(self.probe),
+                                r.rc, r.stderr_tail() or r.stdout.decode(errors="replace").strip()[-500:])
+            time.sleep(self.interval)
+
+
+class PackagesStep:
+    """OS packages from the bundle's .debs: every one not installed at (at least) its version, pushed and
+    installed with a single `dpkg -i`, which orders them itself. Installed ones are never touched."""
+
+    name = "packages"
+
+    def __init__(self, debs: list[tuple[ManifestFile, Artifact]]):
+        self.debs = {f.package: (f, a) for f, a in debs}
+
+    def wants(self) -> Wants:
+        # Only these packages: the agent keeps a probe's last 4000 bytes, and a full listing is longer.
+        # dpkg-query exits 1 for a package it has never seen but still reports the others.
+        return Wants(probes={self.name: [*INSTALLED_QUERY, *sorted(self.debs)]})
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
+        installed = installed_versions(facts.probes.get(self.name, {}).get("stdout", ""))
+        todo = debs_to_install([f for f, _ in self.debs.values()], installed)
+        return [Change(self.name, "install", str(f.package), f"{installed.get(str(f.package), 'absent')} -> {f.version}")
+                for f in todo]
+
+    def apply(self, t: Transport, changes: list[Change]) -> None:
+        files = [self.debs[c.target][1] for c in changes]
+        remote.write_files(t, files)
+        argv = ["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--force-confold", "-i", *(a.path for a in files)]
+        r = t.run(argv, sudo=True, timeout=600)
+        if not r.ok:
+            raise StepError(t.host, self.name, " ".join(argv[:5]) + f" ({len(files)} .debs)", r.rc, r.stderr_tail())
+
+
+Step = FilesStep | ServicesStep | CommandStep | SysctlStep | WaitStep | PackagesStep

@@ -12,6 +12,7 @@ from ..artifact import Artifact
 from ..localfs import write_atomic
 from ..spec import Node, Role
 from .context import RenderContext
+from .cluster_addons import cluster_addon_files
 from .cni import cni_files
 from .control_plane import control_plane_files
 from .etcd import etcd_files
@@ -33,6 +34,8 @@ def render_host(ctx: RenderContext, node: Node) -> list[Artifact]:
         out += etcd_files(ctx, node)
     if node.has(Role.CONTROL_PLANE):
         out += control_plane_files(ctx, node)
+    if node == spec.control_planes[0]:
+        out += cluster_addon_files()
     if node in spec.kubelet_nodes:
         out += runtime_files(ctx, node) + kubelet_files(ctx, node) + kube_proxy_files(ctx, node)
         out += cni_files(ctx, node)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from ..artifact import Artifact
 from ..pki.kubeconfig import kubeconfig
-from ..spec import ControlPlaneForm, Node, Role
+from ..spec import Node, Role
 from . import flags
 from .context import RenderContext
-from .static_pod import Mount, static_pod
 from .templates import base_document, deep_merge, dump_yaml, render_text
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
@@ -20,7 +19,7 @@ def runtime_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     out = [
         Artifact("/etc/containerd/config.toml",
                  render_text("containerd/config.toml.j2", sandbox_image=spec.sandbox_image,
-                             systemd_cgroup=rt.systemd_cgroup),
+                             systemd_cgroup=rt.systemd_cgroup, restrict_oom_score_adj=rt.restrict_oom_score_adj),
                  restarts=("containerd",), component="containerd"),
         Artifact("/etc/systemd/system/containerd.service", render_text("containerd/containerd.service.j2"),
                  restarts=("containerd",), component="containerd"),
@@ -69,43 +68,41 @@ def kube_proxy_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     doc |= {"clusterCIDR": str(spec.network.pod_cidr), "hostnameOverride": node.name}
     doc = deep_merge(doc, spec.component_config.get("kube-proxy", {}))
     out = [Artifact(KUBE_PROXY_CONFIG, dump_yaml(doc), restarts=("kube-proxy",), component="kube-proxy")]
-    args = flags.kube_proxy(spec, node)
-    if spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
-        pod = static_pod(
-            "kube-proxy", ctx.image("kube-proxy"), ["kube-proxy", *args],
-            mounts=[Mount("kube-proxy-config", "/var/lib/kube-proxy"),
-                    Mount("kubeconfig", f"{flags.K8S}/kube-proxy.conf", type="File"),
-                    Mount("xtables-lock", "/run/xtables.lock", type="FileOrCreate", read_only=False),
-                    Mount("lib-modules", "/lib/modules", type="Directory")],
-            tier="node", privileged=True,
-        )
-        out.append(Artifact("/etc/kubernetes/manifests/kube-proxy.yaml", dump_yaml(pod), 0o600,
-                            component="kube-proxy"))
-    else:
-        out.append(Artifact("/etc/systemd/system/kube-proxy.service",
-                            render_text("kube-proxy/kube-proxy.service.j2", args=args),
-                            restarts=("kube-proxy",), component="kube-proxy"))
+    # A systemd service in both control-plane forms: kube-proxy drives the host's iptables userland, which
+    # an image built from the Go modules alone cannot carry (upstream's image adds distroless-iptables).
+    out.append(Artifact("/etc/systemd/system/kube-proxy.service",
+                        render_text("kube-proxy/kube-proxy.service.j2", args=flags.kube_proxy(spec, node)),
+                        restarts=("kube-proxy",), component="kube-proxy"))
     return out
+
+
+def kernel_settings(ctx: RenderContext, node: Node) -> tuple[dict[str, str], str]:
+    """The sysctls a node of these roles needs, and why (for the file's comment)."""
+    settings: dict[str, str] = {}
+    purpose = []
+    if node in ctx.spec.kubelet_nodes:
+        purpose.append("for pod networking")
+        settings |= {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1",
+                     "net.ipv4.ip_forward": "1"}
+    if node.has(Role.LOADBALANCER):
+        purpose.append("so haproxy and keepalived can bind the VIP")
+        settings |= {"net.ipv4.ip_nonlocal_bind": "1"}
+    return settings, " and ".join(purpose)
+
+
+KERNEL_MODULES = ("overlay", "br_netfilter")
 
 
 def kernel_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     """sysctl.d and modules-load.d files: what a node of each role needs from the kernel."""
-    settings: list[tuple[str, str]] = []
-    purpose = []
-    if node in ctx.spec.kubelet_nodes:
-        purpose.append("for pod networking")
-        settings += [("net.bridge.bridge-nf-call-iptables", "1"), ("net.bridge.bridge-nf-call-ip6tables", "1"),
-                     ("net.ipv4.ip_forward", "1")]
-    if node.has(Role.LOADBALANCER):
-        purpose.append("so haproxy and keepalived can bind the VIP")
-        settings += [("net.ipv4.ip_nonlocal_bind", "1")]
+    settings, purpose = kernel_settings(ctx, node)
     if not settings:
         return []
     out = [Artifact("/etc/sysctl.d/99-kbootstrap.conf",
-                    render_text("os/sysctl.conf.j2", settings=settings, purpose=" and ".join(purpose)),
+                    render_text("os/sysctl.conf.j2", settings=list(settings.items()), purpose=purpose),
                     component="os")]
     if node in ctx.spec.kubelet_nodes:
         out.append(Artifact("/etc/modules-load.d/kbootstrap.conf",
-                            render_text("os/modules-load.conf.j2", modules=["overlay", "br_netfilter"]),
+                            render_text("os/modules-load.conf.j2", modules=list(KERNEL_MODULES)),
                             component="os"))
     return out

@@ -84,8 +84,9 @@ def test_shell_and_format_metacharacters_never_reach_a_spec(path, nasty):
         parent = parent[part]
     parent[path[-1]] = nasty
     if _outcome(build_spec, doc) == "ok":
-        # The only free-text fields that may hold such a value are ones rendered through escaping filters.
-        assert path[0] in {"ssh", "container_runtime", "extra_args", "component_config", "nodes"}, path
+        # The only free-text fields that may hold such a value are ones rendered through escaping filters,
+        # or controller-side paths never rendered into a host's file (`artifacts`).
+        assert path[0] in {"ssh", "container_runtime", "extra_args", "component_config", "nodes", "artifacts"}, path
 
 
 def test_deeply_nested_yaml_is_an_error_not_a_crash():

@@ -42,11 +42,15 @@ def test_static_pod_and_systemd_forms_carry_identical_flags(small, tmp_path):
     _, pods = render(small, tmp_path / "a")
     small["cluster"]["control_plane_form"] = "systemd"
     _, units = render(small, tmp_path / "a")  # same cluster directory: same PKI
-    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"):
+    for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         pod = yaml.safe_load(pods["cp2"][f"/etc/kubernetes/manifests/{component}.yaml"].content)
         argv = unit_args(units["cp2"][f"/etc/systemd/system/{component}.service"].content)
         assert pod["spec"]["containers"][0]["command"][1:] == argv[1:], component
         assert argv[0] == f"/usr/local/bin/{component}"
+    # kube-proxy needs the host's iptables userland: a systemd service in both forms.
+    for files in (pods, units):
+        assert "/etc/systemd/system/kube-proxy.service" in files["cp2"]
+        assert "/etc/kubernetes/manifests/kube-proxy.yaml" not in files["cp2"]
 
 
 def test_user_values_are_escaped_for_systemd(small, tmp_path):

@@ -1,0 +1,88 @@
+"""`kbootstrap init`: the control plane of a cluster, from bare hosts to the API answering through the
+load balancer with the control-plane nodes Ready. Workers come after, with `kbootstrap join`.
+
+Each phase converges every host it concerns before the next starts; a host that fails stops the run
+there (nothing later depends on a half-made step), and running `init` again resumes: every step checks
+the host first, so finished work is skipped and a finished cluster gets no change at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .artifacts.manifest import Manifest
+from .engine_cli import Session
+from .errors import KbootstrapError
+from .phases import bundle_payload
+from .phases.bootstrap_cluster import bootstrap_cluster
+from .phases.configure_files import configure_files
+from .phases.install_kubernetes import install_kubernetes
+from .phases.install_packages import install_packages
+from .phases.install_runtime import install_runtime
+from .phases.prepare_os import prepare_os
+from .phases.start_control_plane import start_control_plane
+from .phases.start_etcd import start_etcd
+from .phases.start_loadbalancers import start_loadbalancers
+from .render import RenderContext
+from .runner import Phase
+from .spec import ClusterSpec, Node, Role
+
+
+def init_nodes(spec: ClusterSpec, selected: list[Node]) -> list[Node]:
+    """What init works on: load balancers, etcd hosts and control planes (workers are for `join`)."""
+    return [n for n in selected
+            if n.has(Role.LOADBALANCER) or n.has(Role.CONTROL_PLANE) or spec.is_etcd_member(n)]
+
+
+# Commands a phase installs itself (the `packages` phase brings iptables), so their absence is no problem.
+WILL_INSTALL = {"iptables"}
+
+
+class PreflightFailed(KbootstrapError):
+    """Preflight found errors: nothing was changed on any host."""
+
+
+def preflight(s: Session, nodes: list[Node], manifest: Manifest) -> None:
+    """Every problem of every host at once, before any change. Hosts that an earlier run already configured
+    may hold kbootstrap's own ports: those listeners are expected, not conflicts."""
+    from .preflight import errors, format_problems, required_ports, run_preflight
+
+    spec = s.ctx.spec
+    status = s.journal.last_status()
+    configured = {n.name: set(required_ports(spec, n)) for n in nodes if status.get((n.name, "files")) == "done"}
+    findings = run_preflight(spec, {n.name: s.transports[n.name] for n in nodes}, bundle_arch=manifest.arch,
+                             expected_listeners=configured, will_install=WILL_INSTALL)
+    if findings:
+        s.note(format_problems(findings))
+    if errors(findings):
+        raise PreflightFailed("preflight found errors (above); nothing was changed on any host")
+
+
+def write_admin_kubeconfig(ctx: RenderContext, root: Path) -> Path:
+    """admin.conf on the controller (0600), pointing at the load balancer: the operator's kubectl access."""
+    from .localfs import write_atomic
+    from .render.pki_files import pki_files
+
+    first = ctx.spec.control_planes[0]
+    conf = next(a for a in pki_files(ctx, first) if a.path == "/etc/kubernetes/admin.conf")
+    path = root / "admin.conf"
+    write_atomic(path, conf.content, 0o600)
+    return path
+
+
+def init_phases(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> list[Phase]:
+    spec = ctx.spec
+    binaries = {n.name: bundle_payload.binaries(spec, n, bundle, manifest) for n in nodes}
+    phases = [
+        prepare_os(ctx, nodes),
+        install_packages(ctx, bundle, manifest, nodes),
+        install_runtime(ctx, bundle, manifest, nodes),
+        install_kubernetes(ctx, bundle, manifest, nodes),
+        configure_files(ctx, nodes),
+        start_loadbalancers(ctx, nodes),
+        start_etcd(ctx, nodes, binaries),
+        start_control_plane(ctx, nodes, binaries),
+    ]
+    if spec.control_planes[0] in nodes:
+        phases.append(bootstrap_cluster(ctx, ready=[n.name for n in spec.control_planes]))
+    return phases

@@ -1,0 +1,40 @@
+"""Phase `cluster`, on the first control plane: the cluster-wide RBAC for node bootstrap and admins, then
+the given nodes Ready.
+
+`kubectl diff` is the probe, so a cluster that already has these objects is left alone (no change).
+"""
+
+from __future__ import annotations
+
+from ..render import RenderContext
+from ..render.cluster_addons import BOOTSTRAP_RBAC
+from ..runner import Phase
+from ..steps import CommandStep, WaitStep
+from .services import KUBECTL, SUPER_ADMIN_CONF, ADMIN_CONF, kubectl, nodes_ready
+
+ROLE = "node-role.kubernetes.io/control-plane"
+# Passes when exactly the given nodes carry the control-plane label and each has the NoSchedule taint.
+_MARKED = ('k="$1"; shift; '
+           'test "$($k get nodes -l ' + ROLE + ' -o name | sort | tr "\\n" " ")" = "$(printf "node/%s " "$@")" && '
+           'test "$($k get nodes "$@" -o jsonpath="{.items[*].spec.taints[*].key}" | tr " " "\\n" '
+           '| grep -cx ' + ROLE.replace(".", "\\.") + ')" = "$#"')
+
+
+def _mark_control_planes(names: list[str]) -> CommandStep:
+    """kubeadm's role label and taint: workloads go to workers (the labels are not the kubelet's to set)."""
+    k = f"{KUBECTL} --kubeconfig {ADMIN_CONF} --request-timeout 5s"
+    label = f"{k} label --overwrite node {' '.join(names)} {ROLE}="
+    taint = f"{k} taint --overwrite node {' '.join(names)} {ROLE}:NoSchedule"
+    return CommandStep("mark control planes", probe=["sh", "-c", _MARKED, "sh", k, *sorted(names)],
+                       command=["sh", "-ec", f"{label} && {taint}"], detail=f"label and taint {ROLE}")
+
+
+def bootstrap_cluster(ctx: RenderContext, ready: list[str], timeout: float = 300) -> Phase:
+    first = ctx.spec.control_planes[0]
+    return Phase("cluster", {first.name: [
+        CommandStep("bootstrap RBAC", probe=kubectl("diff", "--server-side", "-f", BOOTSTRAP_RBAC, kubeconfig=SUPER_ADMIN_CONF),
+                    command=kubectl("apply", "--server-side", "-f", BOOTSTRAP_RBAC, kubeconfig=SUPER_ADMIN_CONF),
+                    detail=BOOTSTRAP_RBAC),
+        WaitStep("nodes Ready", nodes_ready(ready), timeout=timeout, interval=3, what="nodes " + ", ".join(ready)),
+        _mark_control_planes([n.name for n in ctx.spec.control_planes]),
+    ]})

@@ -1,0 +1,98 @@
+"""Bundle files as Artifacts for hosts: which files a node needs, read once and verified before any host.
+
+Every file's sha256 is checked against the bundle manifest when it is read, which happens while the phases
+are built, before the first connection: a tampered or truncated bundle file stops the run with nothing
+installed anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from functools import cache
+from pathlib import Path
+
+from ..artifact import Artifact
+from ..artifacts.catalog import Kind
+from ..artifacts.errors import ArtifactError
+from ..artifacts.manifest import Manifest, ManifestFile
+from ..spec import ClusterSpec, ControlPlaneForm, Node, Role
+
+IMAGES_DIR = "/var/lib/kbootstrap/images"
+CONTROL_PLANE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+@cache
+def _verified(path: Path, sha256: str) -> bytes:
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ArtifactError(f"{path}: sha256 does not match the bundle manifest (tampered or corrupted); "
+                            "nothing was installed. Re-create the bundle or run `kbootstrap artifacts verify`.")
+    return data
+
+
+@cache
+def _member(path: Path, sha256: str, member: str) -> bytes:
+    _verified(path, sha256)
+    with tarfile.open(path) as tar:
+        f = tar.extractfile(member)
+        if f is None:
+            raise ArtifactError(f"{path}: no file {member}")
+        return f.read()
+
+
+def read(bundle: Path, f: ManifestFile, member: str | None = None) -> bytes:
+    return _verified(bundle / f.path, f.sha256) if member is None else _member(bundle / f.path, f.sha256, member)
+
+
+def needs(spec: ClusterSpec, node: Node, f: ManifestFile) -> bool:
+    """Whether `node` needs bundle file `f`, from its roles and the control-plane form."""
+    static = spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD
+    runs_kubelet = node in spec.kubelet_nodes
+    if f.kind == Kind.OCI_IMAGE:
+        if "node" in f.roles:
+            return runs_kubelet
+        if "etcd" in f.roles:  # etcd as a static pod on stacked control planes of the static-pod form
+            return static and node.has(Role.CONTROL_PLANE) and spec.is_etcd_member(node)
+        return static and node.has(Role.CONTROL_PLANE) and "control-plane" in f.roles
+    if f.component in CONTROL_PLANE_BINARIES:
+        return not static and node.has(Role.CONTROL_PLANE)
+    if "node" in f.roles and runs_kubelet:
+        return True
+    if "etcd" in f.roles and spec.is_etcd_member(node):
+        return True  # etcdctl checks health in both forms
+    return "control-plane" in f.roles and node.has(Role.CONTROL_PLANE)
+
+
+def binaries(spec: ClusterSpec, node: Node, bundle: Path, manifest: Manifest,
+             components: tuple[str, ...] | None = None) -> list[Artifact]:
+    return [Artifact(i.dest, read(bundle, f, i.member), i.mode, component=f.component)
+            for f in manifest.files
+            if f.kind in (Kind.BINARY, Kind.TARBALL) and needs(spec, node, f)
+            and (components is None or f.component in components)
+            for i in f.install]
+
+
+def images(spec: ClusterSpec, node: Node, bundle: Path, manifest: Manifest,
+           roles: tuple[str, ...]) -> list[tuple[ManifestFile, Artifact]]:
+    return [(f, Artifact(f"{IMAGES_DIR}/{Path(f.path).name}", read(bundle, f), 0o644, component="images"))
+            for f in manifest.files
+            if f.kind == Kind.OCI_IMAGE and needs(spec, node, f) and set(f.roles) & set(roles)]
+
+
+def load_bundle(spec: ClusterSpec, override: Path | None) -> tuple[Path, Manifest]:
+    """The bundle init/join install from: --artifacts, else the inventory's `artifacts`, else the cache."""
+    from ..artifacts.bundle import open_bundle
+    from ..artifacts.fetch import default_cache_dir
+    from ..artifacts.manifest import MANIFEST
+
+    path = override or spec.artifacts or default_cache_dir(spec.cluster.kubernetes_version)
+    if not (path / MANIFEST).is_file():
+        raise ArtifactError(
+            f"no artifact bundle at {path} ({MANIFEST} missing): pass --artifacts DIR, set `artifacts:` in the "
+            f"inventory, or run `kbootstrap artifacts fetch --version {spec.cluster.kubernetes_version}`")
+    manifest = open_bundle(path)
+    if manifest.kubernetes != spec.cluster.kubernetes_version:
+        raise ArtifactError(f"{path} holds Kubernetes {manifest.kubernetes} but cluster.kubernetes_version is "
+                            f"{spec.cluster.kubernetes_version}: use a bundle of that version")
+    return path, manifest

@@ -1,0 +1,42 @@
+"""Phase `packages`: the OS packages each role needs (haproxy and keepalived on load balancers, iptables and
+conntrack where kube-proxy runs), from the bundle's .debs, so air-gapped hosts need no apt mirror.
+
+Before `files`, on purpose: a package's default config is then replaced by kbootstrap's, and the service
+restarts for it (restarts follow changed files across phases), instead of dpkg asking about a conffile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifact import Artifact
+from ..artifacts.debs import debs_for
+from ..artifacts.manifest import Manifest
+from ..render import RenderContext
+from ..runner import Phase
+from ..spec import Node, Role
+from ..steps import PackagesStep
+from . import bundle_payload
+
+DEBS_DIR = "/var/lib/kbootstrap/debs"
+
+
+def bundle_roles(ctx: RenderContext, node: Node) -> set[str]:
+    roles = set()
+    if node.has(Role.LOADBALANCER):
+        roles.add("loadbalancer")
+    if node in ctx.spec.kubelet_nodes:
+        roles.add("node")
+    return roles
+
+
+def install_packages(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> Phase:
+    steps = {}
+    for node in nodes:
+        debs = debs_for(manifest, bundle_roles(ctx, node))
+        if debs:
+            steps[node.name] = [PackagesStep([
+                (f, Artifact(f"{DEBS_DIR}/{Path(f.path).name}", bundle_payload.read(bundle, f), 0o644,
+                             component="packages"))
+                for f in debs])]
+    return Phase("packages", steps)

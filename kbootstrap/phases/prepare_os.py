@@ -1,0 +1,37 @@
+"""Phase `os`: kernel modules, sysctls and swap, so the runtime and the kubelet find the kernel ready.
+
+The sysctl.d and modules-load.d files make the settings survive a reboot; the steps here apply them now.
+Built-in modules count as present: the probe looks at what the kernel offers, not at `lsmod`.
+"""
+
+from __future__ import annotations
+
+from ..render import RenderContext
+from ..render.node import KERNEL_MODULES, kernel_files, kernel_settings
+from ..runner import Phase
+from ..spec import Node
+from ..steps import CommandStep, FilesStep, Step, SysctlStep
+
+# overlay shows in /proc/filesystems and br_netfilter creates /proc/sys/net/bridge, loaded or built in.
+_MODULES_PRESENT = "grep -qw overlay /proc/filesystems && test -d /proc/sys/net/bridge"
+_NO_SWAP = "test $(wc -l </proc/swaps) -le 1"
+
+
+def prepare_os(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    steps: dict[str, list[Step]] = {}
+    for node in nodes:
+        settings, _ = kernel_settings(ctx, node)
+        if not settings:
+            continue
+        node_steps: list[Step] = [FilesStep(kernel_files(ctx, node))]
+        if node in ctx.spec.kubelet_nodes:
+            node_steps += [
+                CommandStep("kernel modules", probe=["sh", "-c", _MODULES_PRESENT],
+                            command=["modprobe", "-a", *KERNEL_MODULES]),
+                # The kubelet refuses to start with swap on (failSwapOn). Entries in /etc/fstab are left to
+                # the operator: kbootstrap does not rewrite files it did not create.
+                CommandStep("swap off", probe=["sh", "-c", _NO_SWAP], command=["swapoff", "-a"]),
+            ]
+        node_steps.append(SysctlStep(settings))
+        steps[node.name] = node_steps
+    return Phase("os", steps)

@@ -1,0 +1,43 @@
+"""What the service phases share: which files restart which service, and the probes they wait on."""
+
+from __future__ import annotations
+
+from ..artifact import Artifact
+from ..render import flags
+from ..spec import ClusterSpec, Node
+
+KUBECTL = "/usr/local/bin/kubectl"
+NODE_SERVICES = ["kubelet", "kube-proxy", "kbootstrap-pod-routes"]
+ADMIN_CONF = f"{flags.K8S}/admin.conf"
+SUPER_ADMIN_CONF = f"{flags.K8S}/super-admin.conf"
+
+
+def service_inputs(artifacts: list[Artifact]) -> dict[str, set[str]]:
+    """service -> the files whose change restarts it: those that name it, and its own binary."""
+    inputs: dict[str, set[str]] = {}
+    for a in artifacts:
+        for service in {*a.restarts, *([a.component] if a.path.startswith("/usr/local/") else [])}:
+            inputs.setdefault(service, set()).add(a.path)
+    return inputs
+
+
+def etcd_health(node: Node) -> list[str]:
+    """Health of this member through its own client URL, over mTLS (needs quorum: a read goes through raft)."""
+    pki = f"{flags.PKI}/etcd"
+    return ["/usr/local/bin/etcdctl", "--endpoints", f"https://{node.address}:2379", "--cacert", f"{pki}/ca.crt",
+            "--cert", f"{pki}/healthcheck-client.crt", "--key", f"{pki}/healthcheck-client.key",
+            "--command-timeout", "3s", "endpoint", "health"]
+
+
+def kubectl(*args: str, kubeconfig: str = ADMIN_CONF, server: str | None = None) -> list[str]:
+    return [KUBECTL, "--kubeconfig", kubeconfig, *(["--server", server] if server else []),
+            "--request-timeout", "5s", *args]
+
+
+def api_ready(spec: ClusterSpec, node: Node | None = None) -> list[str]:
+    """/readyz of one apiserver (node given) or through the load balancer / VIP (the kubeconfig's server)."""
+    return kubectl("get", "--raw", "/readyz", server=f"https://{node.address}:6443" if node else None)
+
+
+def nodes_ready(names: list[str]) -> list[str]:
+    return kubectl("wait", "--for=condition=Ready", "--timeout=2s", *(f"node/{n}" for n in names))

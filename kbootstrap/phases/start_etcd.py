@@ -1,0 +1,26 @@
+"""Phase `etcd`: the etcd service on every member that runs etcd under systemd, then each member healthy.
+
+Members start together (one phase, hosts in parallel) because `initial-cluster-state: new` waits for a
+quorum. Stacked control planes of the static-pod form run etcd as a static pod: the kubelet starts it in
+the control-plane phase, which waits for its health there.
+"""
+
+from __future__ import annotations
+
+from ..render import RenderContext
+from ..render.etcd import etcd_as_static_pod, etcd_files
+from ..runner import Phase
+from ..spec import Node
+from ..steps import ServicesStep, WaitStep
+from .services import etcd_health, service_inputs
+
+
+def start_etcd(ctx: RenderContext, nodes: list[Node], artifacts_by_node: dict[str, list]) -> Phase:
+    steps = {}
+    for node in nodes:
+        if not ctx.spec.is_etcd_member(node) or etcd_as_static_pod(ctx, node):
+            continue
+        inputs = service_inputs(etcd_files(ctx, node) + artifacts_by_node.get(node.name, []))
+        steps[node.name] = [ServicesStep(["etcd"], {"etcd": inputs.get("etcd", set())}),
+                            WaitStep("etcd healthy", etcd_health(node), timeout=120, what=f"etcd member {node.name}")]
+    return Phase("etcd", steps)

@@ -1,0 +1,20 @@
+"""Phase `loadbalancers`: HAProxy in front of the apiservers, keepalived moving the VIP between two."""
+
+from __future__ import annotations
+
+from ..render import RenderContext
+from ..render.loadbalancer import loadbalancer_files
+from ..runner import Phase
+from ..spec import Node, Role
+from ..steps import ServicesStep
+from .services import service_inputs
+
+
+def start_loadbalancers(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    steps = {}
+    for node in nodes:
+        if not node.has(Role.LOADBALANCER):
+            continue
+        services = ["haproxy"] + (["keepalived"] if ctx.spec.load_balancer.vip else [])
+        steps[node.name] = [ServicesStep(services, service_inputs(loadbalancer_files(ctx, node)))]
+    return Phase("loadbalancers", steps)
