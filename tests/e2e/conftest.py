@@ -190,3 +190,17 @@ def hosts(lab):
 def root_hosts(lab):
     """Like `hosts`, but every command runs through `sudo` (root-only files, services)."""
     yield from _hosts(lab, sudo=True)
+
+
+@pytest.fixture(scope="session")
+def lab_tools():
+    """For modules that manage their own layouts: (require(engine), testinfra_host, TIMINGS)."""
+
+    def require(engine: str) -> None:
+        reason = _missing(engine)
+        if reason:
+            if os.environ.get("KB_LAB_REQUIRED") or os.environ.get("KB_FORBID_SKIPS"):
+                pytest.fail(f"lab prerequisites missing where the lab must run: {reason}")
+            pytest.skip(reason)
+
+    return require, testinfra_host, TIMINGS
