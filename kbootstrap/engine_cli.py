@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .hosts import connect_all
 from .journal import ClusterLock, Journal
@@ -33,14 +34,31 @@ class Session:
     root: Path  # the cluster directory
 
     def run(self, phases: list[Phase], apply: bool, parallel: int, diffs: bool = False) -> RunResult:
+        """Host lines on stdout (and in the run log) as each host finishes a phase; on a terminal, a rich
+        progress bar per phase (hosts done / hosts in the phase) on stderr as well."""
+        progress = Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("hosts"), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
+                            console=err, transient=False) if self.output == "text" and err.is_terminal else None
+        tasks: dict[str, TaskID] = {}
+
+        def on_phase(phase: Phase, hosts: list[str]) -> None:
+            if progress is not None and hosts:
+                tasks[phase.name] = progress.add_task(phase.name, total=len(hosts), last="")
+
         def on_host(r: HostResult) -> None:
             self.journal.record(r.host, r.phase, r.ok, len(r.changes), r.error)
             for line in _host_lines(r, apply):
                 self.journal.log(line)
                 if self.output == "text":
-                    out.print(line, markup=False, highlight=False, soft_wrap=True)
+                    out.print(line, markup=False, highlight=False, soft_wrap=True)  # above the bars (rich redirects stdout)
+            if progress is not None and r.phase in tasks:
+                progress.update(tasks[r.phase], advance=1, last=f"{r.host} {'ok' if r.ok else 'FAILED'}")
 
-        return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs, on_host=on_host)
+        if progress is None:
+            return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs, on_host=on_host)
+        with progress:
+            return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs,
+                              on_host=on_host, on_phase=on_phase)
 
     def note(self, line: str) -> None:
         self.journal.log(line)

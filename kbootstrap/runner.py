@@ -109,11 +109,14 @@ def _diffs(t: Transport, steps: list[Step], changes: list[Change]) -> dict[str, 
 
 
 def run_phases(transports: dict[str, Transport], phases: list[Phase], apply: bool, parallel: int = 10,
-               diffs: bool = False, on_host: Listener | None = None) -> RunResult:
+               diffs: bool = False, on_host: Listener | None = None,
+               on_phase: Callable[[Phase, list[str]], None] | None = None) -> RunResult:
     result = RunResult(applied=apply)
     changed = {h: RunChanges() for h in transports}
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         for phase in phases:
+            if on_phase:
+                on_phase(phase, [h for h, steps in phase.steps.items() if steps])
             futures = [pool.submit(converge_host, transports[h], phase.name, steps, apply, diffs, changed[h])
                        for h, steps in phase.steps.items() if steps]
             for f in futures:
