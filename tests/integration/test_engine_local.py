@@ -113,3 +113,33 @@ def test_journal_records_each_host_phase(tmp_path):
 def test_step_error_names_host_step_command_code_and_stderr():
     e = StepError("cp1", "services", "systemctl start kubelet.service", 5, "Unit kubelet.service not found.")
     assert str(e) == "cp1: services: `systemctl start kubelet.service` exited 5\n    Unit kubelet.service not found."
+
+
+def test_wait_step_passes_once_its_probe_does_and_times_out_with_what_and_why(tmp_path):
+    from kbootstrap.steps import WaitStep
+
+    t = LocalTransport()
+    flag = tmp_path / "ready"
+    subprocess.Popen(["sh", "-c", f"sleep 1; touch {flag}"])
+    r = converge(t, [WaitStep("ready", ["test", "-e", str(flag)], timeout=20, interval=0.2, what="the flag")])
+    assert r.ok and [(c.action, c.target) for c in r.changes] == [("wait", "the flag")]
+    assert converge(t, [WaitStep("ready", ["test", "-e", str(flag)], timeout=20)]).changes == []  # already true
+    r = converge(t, [WaitStep("never", ["sh", "-c", "echo not yet >&2; exit 1"], timeout=0.5, interval=0.1)])
+    assert not r.ok and "not ready after 0s" in r.error and "not yet" in r.error
+
+
+def test_daemon_reload_once_per_run_even_when_services_come_in_a_later_phase():
+    """A unit written in one phase and started in a later one: the later ServicesStep reloads only if no reload
+    ran since the write, and still restarts for the change (its decisions, from facts alone)."""
+    from kbootstrap.steps import RunChanges, ServicesStep
+
+    unit = "/etc/systemd/system/x.service"
+    changed = RunChanges()
+    changed |= {unit}  # what run_phases records when a FilesStep writes a unit
+    changed.unreloaded |= {unit}
+    later = ServicesStep(["x"], {"x": {unit}})
+    facts = remote.HostFacts(units={"x.service": {"UnitFileState": "enabled", "ActiveState": "active",
+                                                  "NeedDaemonReload": "no"}})
+    assert [c.action for c in later.check(facts, changed)] == ["daemon-reload", "restart"]
+    changed.unreloaded.clear()  # what the runner does once a daemon-reload ran
+    assert [c.action for c in later.check(facts, changed)] == ["restart"]
