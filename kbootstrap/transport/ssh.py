@@ -178,7 +178,13 @@ def _drain(chan: paramiko.Channel, timeout: float) -> tuple[bytes, bytes]:
             out += chan.recv(65536)
         elif chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
-        elif chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+        elif chan.eof_received or chan.closed:
+            # Not on the exit status: sshd sends it as soon as the command exits, while up to a window of
+            # output can still be in flight. The channel's EOF comes after all data.
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
             break
         else:
             chan.status_event.wait(0.01)
