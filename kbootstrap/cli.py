@@ -315,5 +315,12 @@ def schema() -> None:
 main.add_command(lab)
 main.add_command(artifacts)
 
+# Imported last: these modules use this one's helpers and options.
+from .reset_cli import reset  # noqa: E402
+from .verify.cli import verify  # noqa: E402
+
+main.add_command(verify)
+main.add_command(reset)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,64 @@
+"""`kbootstrap reset`: the command line of reset_cluster.py. Registered in kbootstrap/cli.py with
+`main.add_command(reset)` (imported after `host_options` is defined there: this module uses it)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cli import ARTIFACTS_OPTION, EXIT_CHANGES_PENDING, _load, err, host_options, select_nodes
+
+
+@click.command()
+@host_options
+@click.option("--yes", is_flag=True, help="Confirm: reset deletes the cluster on the selected hosts. Required "
+                                           "unless --dry-run.")
+@click.option("--dry-run", is_flag=True, help="Show what reset would stop, remove and delete; change nothing "
+                                              "(exit 3 if anything would change).")
+@click.option("--purge", is_flag=True, help="Also remove the binaries init installed (listed by the artifact "
+                                            "bundle) and the payload it copied to /var/lib/kbootstrap.")
+@ARTIFACTS_OPTION
+def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
+          accept_new_host_keys: bool, output: str, yes: bool, dry_run: bool, purge: bool,
+          artifacts: Path | None) -> None:
+    """Undo init and join on the selected hosts (default: all): the cluster is gone from them.
+
+    \b
+    Phases, in order (each on every host it concerns, hosts in parallel):
+      stop        kubelet, kube-proxy, pod routes, control-plane services, etcd, haproxy, keepalived
+      containers  every pod removed (crictl rmp -fa), containerd stopped, kubelet mounts unmounted
+      files       every file kbootstrap wrote, /etc/kubernetes, /var/lib/{kubelet,etcd,kube-proxy,cni}
+      network     the VIP, the cni0 bridge, the pod routes, the KUBE-/CNI- iptables rules (others kept)
+      purge       with --purge: the installed binaries and /var/lib/kbootstrap
+      detach      when only some nodes are reset: their Node objects, through a control plane that stays
+    Binaries (without --purge), OS packages, images and the cluster directory on this machine stay:
+    `kbootstrap init` afterwards makes the same cluster again. A second reset changes nothing.
+    """
+    from .engine_cli import session
+    from .reset_cluster import detach_host, partial_reset_problem, purge_paths, reset_phases
+
+    spec = _load(inventory)
+    nodes = select_nodes(spec, hosts)
+    problem = partial_reset_problem(spec, nodes)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--host")
+    if not yes and not dry_run:
+        err.print(f"[red]refusing:[/] reset stops and deletes the cluster {spec.cluster.name} on "
+                  f"{', '.join(n.name for n in nodes)}: its services, containers, etcd data, certificates and "
+                  "iptables rules. This cannot be undone.\nRun again with --yes to do it, or with --dry-run to see "
+                  "what it would change.", soft_wrap=True)
+        sys.exit(2)
+    purge_by_host = None
+    if purge:
+        from .phases.bundle_payload import load_bundle
+
+        _, manifest = load_bundle(spec, artifacts)
+        purge_by_host = {n.name: purge_paths(spec, n, manifest) for n in nodes}
+    through = detach_host(spec, nodes)
+    connect = nodes + ([through] if through is not None else [])
+    with session(spec, cluster_dir, connect, "reset", accept_new_host_keys, output) as s:
+        result = s.run(reset_phases(s.ctx, nodes, purge_by_host), apply=not dry_run, parallel=parallel)
+    s.report(result)
+    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))

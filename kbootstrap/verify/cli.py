@@ -1,0 +1,61 @@
+"""`kbootstrap verify`: check a running cluster against its inventory, read-only. Registered in
+kbootstrap/cli.py with `main.add_command(verify)`; runnable alone as `python -m kbootstrap.verify.cli`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..cli import INVENTORY_HELP, _load, default_cluster_dir, err, out, select_nodes
+from ..errors import KbootstrapError
+
+
+@click.command()
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
+@click.option("--cluster-dir", type=click.Path(path_type=Path),
+              help="Cluster directory whose PKI the hosts must hold (default: the cluster's under KBOOTSTRAP_HOME).")
+@click.option("--host", "hosts", multiple=True, help="Only these hosts (repeatable). Default: all.")
+@click.option("--parallel", default=10, show_default=True, help="Hosts checked at once.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int, output: str) -> None:
+    """Check that the cluster runs as the inventory says. Changes nothing, anywhere.
+
+    \b
+    Per host (over SSH, in parallel):
+      every host      each rendered file present, with its mode and owner, and its sha256
+      kubelet nodes   containerd, kubelet, kube-proxy, pod routes active and enabled; port 10250;
+                      the kubelet serving certificate valid now, CA-signed, matching its key
+      control planes  port 6443; kube-apiserver, -controller-manager, -scheduler running
+                      (containers in the static-pod form, services in the systemd form)
+      etcd members    etcd running, ports 2379/2380, `etcdctl endpoint health`, member list = inventory
+      load balancers  haproxy active and listening; keepalived active
+    From this machine: /readyz through the load balancer, every node Ready, exactly one load balancer
+    holding the VIP, no certificate of the cluster directory due for reissue.
+
+    Exit 0 when every check passes, 1 when one fails (an unreachable host is a failed check), 2 for bad input.
+    """
+    from .output import checks_json, exit_code, print_checks
+    from .run import run_verify
+
+    spec = _load(inventory)
+    nodes = select_nodes(spec, hosts)
+    checks = run_verify(spec, cluster_dir or default_cluster_dir(spec), nodes, parallel)
+    if output == "json":
+        click.echo(checks_json(checks))
+    else:
+        print_checks(checks, out, title=f"kbootstrap verify: {spec.cluster.name}")
+    sys.exit(exit_code(checks))
+
+
+def _main() -> None:
+    try:
+        verify(standalone_mode=True)
+    except KbootstrapError as e:  # what kbootstrap's group does for its commands
+        err.print(f"[red]error:[/] {e}", soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    _main()
