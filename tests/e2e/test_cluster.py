@@ -22,7 +22,7 @@ from kbootstrap.artifacts.build import default_bundle_dir
 from kbootstrap.lab import lifecycle
 from kbootstrap.lab.layout import REPO, load_layout
 from kbootstrap.phases.services import etcd_health
-from kbootstrap.spec import load_inventory
+from kbootstrap.spec import ControlPlaneForm, Role, load_inventory
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle]
 
@@ -146,12 +146,27 @@ def test_join_first_worker_then_the_rest_touches_only_the_new_one(cluster):
         assert not cluster.host(w).file("/etc/kubernetes/bootstrap-kubelet.conf").exists
 
 
+def _start_times(cluster) -> dict[str, str]:
+    """Each kbootstrap-started service's start time, per host (a restart would change it)."""
+    units = cluster.spec.cluster.control_plane_form is ControlPlaneForm.SYSTEMD
+    services = {n.name: (["haproxy", "keepalived"] if n.has(Role.LOADBALANCER) else [])
+                + (["etcd"] if cluster.spec.is_etcd_member(n) and (units or not n.has(Role.CONTROL_PLANE)) else [])
+                + (["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+                   if units and n.has(Role.CONTROL_PLANE) else [])
+                + (["containerd", "kubelet", "kube-proxy"] if n in cluster.spec.kubelet_nodes else [])
+                for n in cluster.spec.nodes}
+    return {f"{h}/{s}": cluster.host(h).check_output(f"systemctl show -p ExecMainStartTimestampMonotonic --value {s}")
+            for h, names in services.items() for s in names}
+
+
 def test_second_init_and_join_change_nothing(cluster):
+    before = _start_times(cluster)
     for command in ("init", "join"):
         rc, data, out = cluster.kb(command, "--output", "json")
         assert rc == 0, out
         assert sum(len(h["changes"]) for h in data["hosts"]) == 0, out
         assert all(h["round_trips"] <= 2 for h in data["hosts"]), [(h["host"], h["round_trips"]) for h in data["hosts"]]
+    assert _start_times(cluster) == before  # not even a restart
 
 
 def test_pods_are_scheduled_and_run_on_workers(cluster):
@@ -220,3 +235,37 @@ def test_vip_moves_when_the_active_load_balancer_stops(cluster):
         assert vip in cluster.host(other.name).check_output("ip -4 addr show")
     finally:
         cluster.lxc("start", holder.name)
+
+
+def _verify(cluster) -> tuple[int, dict | None, str]:
+    return cluster.kb("verify", "--output", "json", timeout=300)
+
+
+def test_verify_passes_then_fails_after_reset_and_init_brings_the_cluster_back(cluster):
+    # The HA tests restarted a control plane and a load balancer: wait until everything is back.
+    deadline = time.monotonic() + 180
+    while True:
+        rc, data, out = _verify(cluster)
+        if rc == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert rc == 0, out
+    rc, _, out = cluster.kb("reset", "--yes", "--output", "json")
+    assert rc == 0, out
+    rc, _, out = cluster.kb("reset", "--yes", "--output", "json")
+    assert rc == 0 and '"action"' not in out, out  # a second reset finds nothing to undo
+    rc, data, out = _verify(cluster)
+    assert rc == 1, out
+    for lb in cluster.spec.loadbalancers:  # the VIP is gone with keepalived
+        assert str(cluster.spec.load_balancer.vip or "none") not in cluster.host(lb.name).check_output("ip -4 addr show")
+    for n in cluster.spec.kubelet_nodes:
+        h = cluster.host(n.name)
+        assert not h.file("/etc/kubernetes").exists and not h.file("/etc/cni/net.d/10-kbootstrap.conflist").exists
+        assert "KUBE-" not in h.check_output("iptables-save")
+    t0 = time.monotonic()
+    for command in ("init", "join"):
+        rc, _, out = cluster.kb(command, "--output", "json")
+        assert rc == 0, out
+    cluster.timings.append(f"{cluster.spec.cluster.name}: init + join after reset in {time.monotonic() - t0:.1f} s")
+    rc, data, out = _verify(cluster)
+    assert rc == 0, out
