@@ -20,8 +20,6 @@ data of both streams, and read what arrived with it:
 
 from __future__ import annotations
 
-import pytest
-
 from kbootstrap.transport.ssh import _drain
 
 
