@@ -6,9 +6,11 @@ Every failure becomes a TransportError with one line naming the host and what to
 from __future__ import annotations
 
 import base64
+import getpass
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,7 +53,7 @@ class SSHTransport:
         self.round_trips = RoundTrips()
         self._client: paramiko.SSHClient | None = None
         self._bastion: paramiko.SSHClient | None = None
-        self._password = os.environ.get(ssh.password_env) if ssh.password_env else None
+        self._password = password_for(ssh.password_env) if ssh.password_env else None
 
     # --- connection -----------------------------------------------------------------------------------
     def _new_client(self) -> paramiko.SSHClient:
@@ -165,6 +167,22 @@ def _send_all(chan: paramiko.Channel, data: bytes) -> None:
     while view:
         sent = chan.send(view[: 1 << 18])
         view = view[sent:]
+
+
+_prompted: dict[str, str] = {}
+_prompt_lock = threading.Lock()
+
+
+def password_for(variable: str) -> str | None:
+    """The password from the environment variable the inventory names; if it is unset and kbootstrap runs on
+    a terminal, asked once per variable (not echoed, never logged) and reused for every host."""
+    value = os.environ.get(variable)
+    if value is not None or not sys.stdin.isatty():
+        return value
+    with _prompt_lock:
+        if variable not in _prompted:
+            _prompted[variable] = getpass.getpass(f"password for sudo/SSH (${variable} is not set): ")
+        return _prompted[variable]
 
 
 def _drain(chan: paramiko.Channel, timeout: float) -> tuple[bytes, bytes]:
