@@ -44,6 +44,7 @@ STRICTCHECK_BUILD = REPO / "tests" / "tools" / "strictcheck" / "build.sh"
 
 # What each rendered path must hold: (apiVersion, kind). Paths are on the host (OUT/<host>/<path>).
 EXPECTED_KIND_BY_PATH: list[tuple[re.Pattern[str], tuple[str, str]]] = [
+    (re.compile(r"^/etc/kubernetes/addons/kbootstrap-rbac\.yaml$"), ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")),
     (re.compile(r"^/var/lib/kubelet/config\.yaml$"), ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration")),
     (re.compile(r"^/var/lib/kube-proxy/config\.conf$"), ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration")),
     (re.compile(r"^/etc/kubernetes/encryption-config\.yaml$"), ("apiserver.config.k8s.io/v1", "EncryptionConfiguration")),
@@ -53,6 +54,7 @@ EXPECTED_KIND_BY_PATH: list[tuple[re.Pattern[str], tuple[str, str]]] = [
 ]
 # Kinds strictcheck knows; a rendered Kubernetes object of any other kind fails the sweep below.
 STRICT_KINDS = {
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
     ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration"),
     ("kubeproxy.config.k8s.io/v1alpha1", "KubeProxyConfiguration"),
     ("apiserver.config.k8s.io/v1", "EncryptionConfiguration"),

@@ -21,6 +21,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
@@ -41,6 +42,7 @@ var kinds = map[string]func() any{
 	"v1 Pod":                                                    func() any { return &corev1.Pod{} },
 	"v1 Config":                                                 func() any { return &clientcmdv1.Config{} },
 	"kubescheduler.config.k8s.io/v1 KubeSchedulerConfiguration": func() any { return &kubeschedulerv1.KubeSchedulerConfiguration{} },
+	"rbac.authorization.k8s.io/v1 ClusterRoleBinding":           func() any { return &rbacv1.ClusterRoleBinding{} },
 }
 
 func checkDoc(doc []byte) (apiVersion, kind string, err error) {
