@@ -12,8 +12,9 @@ No release site is reachable where the lab runs, so the release binaries are com
 The result is a bundle in exactly the `kbootstrap artifacts bundle` format (manifest.json, origin "built") in
 `~/.cache/kbootstrap/bundles/<version>/`, reused while the recipe (every input below, this file, images.py and
 pause.c, what the build takes from catalog.py, the Go version) hashes the same. Where the module proxy lacks an exact
-version, the nearest patch of the same minor is used and recorded in `info.substitutions` of the manifest — never
-silently. The OS packages (.debs) the nodes need are added afterwards by lab/add-debs.sh (debs.py).
+version, the nearest patch of the same minor is used (failing any, a lab-only stand-in of LAB_STANDINS: crictl 1.34.0
+for 1.33) and recorded in `info.substitutions` of the manifest — never silently. The OS packages (.debs) the nodes
+need are added afterwards by lab/add-debs.sh (debs.py).
 
     python -m kbootstrap.artifacts.build 1.34.2 [--force] [--cold]     (lab/build-bundle.sh wraps this)
 """
@@ -53,6 +54,18 @@ RUNC_SELINUX = "v1.13.0"
 # 2025-11 for the lab); a module without an entry here has its hash recorded in the bundle manifest (info.modules).
 NOSUMDB = ("sigs.k8s.io/cri-tools",)
 KNOWN_SUMS = {"sigs.k8s.io/cri-tools@v1.34.0": "h1:KqL9EJ+WgHtz1HR1exezm91n+o8O2uMLs/eHzHJHAWw="}
+# Lab-only stand-ins from another minor, for a pinned module of which the Go module proxy serves no patch of the
+# pinned minor at all: (module, "vX.Y") -> (version used, why that is sound). The catalog keeps the official pin —
+# `artifacts fetch` downloads that from the release site; only this from-source build takes the stand-in, after the
+# exact pin and every patch of its minor were refused, and records it in the manifest's info.substitutions.
+LAB_STANDINS: dict[tuple[str, str], tuple[str, str]] = {
+    # The proxy answers 403 for every cri-tools v1.33.x (and for its version list). crictl is a CRI client only: the
+    # 1.34 one speaks the same CRI v1 API (runtime.v1, the only one the kubelet uses since 1.26) to any supported
+    # runtime; nothing in the cluster talks to crictl (kbootstrap and operators run it on nodes).
+    ("sigs.k8s.io/cri-tools", "v1.33"): (
+        "v1.34.0", "lab-only stand-in: crictl 1.34 speaks CRI v1, the API of every runtime the 1.33 kubelet "
+                   "supports; the catalog pin (release downloads) is unchanged"),
+}
 
 
 def default_bundle_dir(version: str) -> Path:
@@ -143,6 +156,26 @@ def resolve(go: Go, module: str, wanted: str, why: dict | None = None) -> tuple[
     raise ArtifactError(f"{module}@{wanted}: not served by the Go module proxy, nor any {minor}x patch")
 
 
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def resolve_lab(go: Go, module: str, wanted: str, why: dict) -> tuple[str, dict]:
+    """`resolve`, then the module's lab stand-in (LAB_STANDINS) when the proxy serves no patch of the pin's minor."""
+    try:
+        return resolve(go, module, wanted, why)
+    except ArtifactError as e:
+        standin = LAB_STANDINS.get((module, _minor(wanted)))
+        if standin is None:
+            raise
+        used, reason = standin
+        info = go.download(module, used)
+        if info is None:
+            raise ArtifactError(f"{e}; its lab stand-in {used} is not served either") from None
+        why["why"] = f"{why.get('why', 'not served')}, nor any {_minor(wanted)}.x patch; {reason}"
+        return used, info
+
+
 @dataclass(frozen=True)
 class Built:
     component: str
@@ -179,7 +212,8 @@ class LabBuild:
     def _module_src(self, module: str, version: str) -> tuple[Path, dict]:
         """A writable copy of a module's source (its own go.mod/go.sum/vendor apply when built in place)."""
         why: dict = {}
-        got, info = resolve(self.go, module, version, why)
+        got, info = resolve_lab(self.go, module, version, why)
+        info = {**info, "Version": got}
         if got != version:
             self.info["substitutions"].append({"module": module, "wanted": version, "used": got, **why})
         key = f"{module}@{got}"
@@ -283,14 +317,15 @@ class LabBuild:
 
     # --- node tools ------------------------------------------------------------------------------------------------
     def crictl(self) -> None:
-        v = f"v{self.pins.crictl}"
         holder = {}
-        self._timed("crictl: download", lambda: holder.update(zip(("src", "info"),
-                                                                   self._module_src("sigs.k8s.io/cri-tools", v))))
+        self._timed("crictl: download",
+                    lambda: holder.update(zip(("src", "info"),
+                                              self._module_src("sigs.k8s.io/cri-tools", f"v{self.pins.crictl}"))))
+        v = holder["info"]["Version"]  # the pin, or its lab stand-in (LAB_STANDINS), recorded as a substitution
         out = self.out / "crictl" / "crictl"
         ld = f"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version={v}"
         self._timed("crictl: crictl", lambda: self._go_build(holder["src"], "./cmd/crictl", out, ld))
-        self._add("crictl", "crictl", out, self.pins.crictl, "/usr/local/bin/crictl", ("node",))
+        self._add("crictl", "crictl", out, v.removeprefix("v"), "/usr/local/bin/crictl", ("node",))
 
     def cni(self) -> None:
         v = f"v{self.pins.cni_plugins}"

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -115,21 +114,16 @@ def test_static_pod_style_image_resolves_its_command_on_path(containerd, tmp_pat
     assert "img-test" in r.stdout
 
 
-def _bundle_dir() -> Path:
-    from kbootstrap.artifacts.build import default_bundle_dir
-
-    return Path(os.environ.get("KB_BUNDLE_DIR") or default_bundle_dir(versions.DEFAULT_VERSION))
-
-
-# Not `tools`: in CI (KB_FORBID_SKIPS) it must not fail for want of a bundle, which only the lab build makes.
+# Not `tools`: a missing bundle skips or fails by KB_BUNDLE_VERSIONS and KB_FORBID_SKIPS (conftest.py's lab_bundle),
+# once per supported release.
 @pytest.mark.bundle
-@pytest.mark.skipif(not (_bundle_dir() / "manifest.json").is_file(), reason="no lab bundle (lab/build-bundle.sh)")
-def test_every_image_of_the_lab_bundle_imports_and_runs_the_pinned_binary(containerd):
+def test_every_image_of_the_lab_bundle_imports_and_runs_the_pinned_binary(lab_bundle, containerd):
     from kbootstrap.artifacts.catalog import Kind
     from kbootstrap.artifacts.manifest import read_manifest
 
-    root = _bundle_dir()
+    version, root = lab_bundle
     manifest = read_manifest(root)
+    assert manifest.kubernetes == version
     images = [f for f in manifest.files if f.kind is Kind.OCI_IMAGE]
     assert len(images) >= 5
     for f in images:
@@ -142,6 +136,7 @@ def test_every_image_of_the_lab_bundle_imports_and_runs_the_pinned_binary(contai
             args = ["etcd", "--version"]
         else:
             args = [f.component, "--version"]
-        r = ctr(containerd, "run", "--rm", f.image, f"kbt-bundle-{f.component}-{os.getpid()}", *args, timeout=120)
+        name = f"kbt-bundle-{version}-{f.component}-{os.getpid()}".replace(".", "-")
+        r = ctr(containerd, "run", "--rm", f.image, name, *args, timeout=120)
         assert r.returncode == 0, (f.image, r.stderr)
         assert f.version in r.stdout, (f.image, r.stdout)

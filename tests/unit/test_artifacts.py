@@ -306,6 +306,31 @@ def test_resolve_falls_back_to_the_nearest_served_patch_of_the_same_minor():
         build.resolve(go, "k8s.io/x", "v0.34.2")
 
 
+def test_a_module_with_no_patch_of_its_minor_takes_its_lab_stand_in_and_says_why():
+    # The proxy serves no cri-tools v1.33.x at all (403, its version list too): the lab build takes crictl 1.34.0.
+    go = FakeGo({"sigs.k8s.io/cri-tools": ["v1.34.0"]})
+    go.versions_of = lambda module: []
+    go.last_error = "reading https://proxy.golang.org/sigs.k8s.io/cri-tools/@v/v1.33.0.info: 403 Forbidden"
+    why: dict = {}
+    assert build.resolve_lab(go, "sigs.k8s.io/cri-tools", "v1.33.0", why)[0] == "v1.34.0"
+    assert why["why"].startswith("module proxy refuses this version, nor any v1.33.x patch; lab-only stand-in")
+    assert "CRI v1" in why["why"]
+    # the exact pin wins whenever it is served; a module without a stand-in still fails; so does an unserved stand-in
+    assert build.resolve_lab(FakeGo({"sigs.k8s.io/cri-tools": ["v1.33.0"]}), "sigs.k8s.io/cri-tools", "v1.33.0",
+                             {})[0] == "v1.33.0"
+    with pytest.raises(ArtifactError, match="nor any v0.34.x patch"):
+        build.resolve_lab(FakeGo({}), "k8s.io/x", "v0.34.2", {})
+    with pytest.raises(ArtifactError, match="lab stand-in v1.34.0 is not served either"):
+        build.resolve_lab(FakeGo({}), "sigs.k8s.io/cri-tools", "v1.33.0", {})
+
+
+def test_the_lab_stand_in_is_the_build_s_alone_the_catalog_keeps_the_official_pin():
+    assert PINS["1.33"].crictl == "1.33.0" and PINS["1.34"].crictl == "1.34.0"
+    assert release_artifacts("1.33.6").get("crictl").url.endswith("/v1.33.0/crictl-v1.33.0-linux-amd64.tar.gz")
+    for (module, minor), (used, _) in build.LAB_STANDINS.items():
+        assert f"{module}@{used}" in build.KNOWN_SUMS or module not in build.NOSUMDB, (module, used)
+
+
 def test_recipe_hash_changes_with_the_version_and_the_toolchain():
     _, a = build.recipe_for("1.34.2", "go1.26.8")
     _, b = build.recipe_for("1.33.6", "go1.26.8")
