@@ -136,6 +136,12 @@ def host_options(fn):
 EXIT_CHANGES_PENDING = 3
 
 
+def exit_for(result, dry_run: bool) -> None:
+    """1 when a host failed; else, for a run that changed nothing on purpose (plan, --dry-run), 3 when
+    changes are pending; else 0."""
+    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+
+
 @main.command()
 @host_options
 def plan(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output) -> None:
@@ -147,7 +153,7 @@ def plan(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output) 
     from .engine_cli import converge
 
     result = converge(_load(inventory), cluster_dir, hosts, parallel, accept_new_host_keys, output, apply=False)
-    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if result.changes else 0))
+    exit_for(result, dry_run=True)
 
 
 @main.command()
@@ -161,7 +167,7 @@ def apply(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output)
     from .engine_cli import converge
 
     result = converge(_load(inventory), cluster_dir, hosts, parallel, accept_new_host_keys, output, apply=True)
-    sys.exit(1 if result.failed else 0)
+    exit_for(result, dry_run=False)
 
 
 ARTIFACTS_OPTION = click.option(
@@ -214,7 +220,7 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
         if output == "text":
             err.print(f"admin kubeconfig: {conf}\n  kubectl --kubeconfig {conf} get nodes\n"
                       f"next: kbootstrap join -i {inventory}   (the workers)")
-    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+    exit_for(result, dry_run)
 
 
 @main.command()
@@ -237,7 +243,7 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     from .phases.bundle_payload import load_bundle
 
     spec = _load(inventory)
-    targets = join_targets(spec, select_nodes(spec, hosts))
+    targets = join_targets(select_nodes(spec, hosts))
     if not targets:
         raise click.BadParameter("no workers selected: join adds nodes with the 'worker' role "
                                  "(control planes come up with `kbootstrap init`)", param_hint="--host")
@@ -256,7 +262,7 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
             result = s.run(join_phases(s.ctx, None, bundle, manifest, targets, [], timeout), apply=not dry_run,
                            parallel=parallel, diffs=dry_run)
     s.report(result)
-    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+    exit_for(result, dry_run)
 
 
 @main.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +54,7 @@ class Session:
             if progress is not None and r.phase in tasks:
                 progress.update(tasks[r.phase], advance=1, last=f"{r.host} {'ok' if r.ok else 'FAILED'}")
 
-        if progress is None:
-            return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs, on_host=on_host)
-        with progress:
+        with progress or nullcontext():
             return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs,
                               on_host=on_host, on_phase=on_phase)
 

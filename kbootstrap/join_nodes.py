@@ -28,7 +28,7 @@ from .phases.start_nodes import start_nodes
 from .render import RenderContext
 from .render.cluster_addons import BOOTSTRAP_GROUP
 from .runner import Phase
-from .spec import ClusterSpec, Node, Role
+from .spec import Node, Role
 from .steps import CommandStep, WaitStep
 from .transport import remote
 from .render.templates import dump_yaml
@@ -43,7 +43,7 @@ class JoinError(KbootstrapError):
     pass
 
 
-def join_targets(spec: ClusterSpec, selected: list[Node]) -> list[Node]:
+def join_targets(selected: list[Node]) -> list[Node]:
     return [n for n in selected if n.has(Role.WORKER) and not n.has(Role.CONTROL_PLANE)]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli import ARTIFACTS_OPTION, EXIT_CHANGES_PENDING, _load, err, host_options, select_nodes
+from .cli import ARTIFACTS_OPTION, _load, err, exit_for, host_options, select_nodes
 
 
 @click.command()
@@ -61,4 +61,4 @@ def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], par
     with session(spec, cluster_dir, connect, "reset", accept_new_host_keys, output) as s:
         result = s.run(reset_phases(s.ctx, nodes, purge_by_host), apply=not dry_run, parallel=parallel)
     s.report(result)
-    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+    exit_for(result, dry_run)

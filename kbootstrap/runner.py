@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .errors import KbootstrapError
-from .steps import UNIT_DIRS, Change, FilesStep, RunChanges, ServicesStep, Step, Wants
+from .steps import UNIT_DIRS, Change, FilesStep, RunChanges, Step, Wants
 from .transport import remote
 from .transport.base import Transport
 
@@ -59,7 +59,7 @@ Listener = Callable[[HostResult], None]
 
 
 def converge_host(t: Transport, phase: str, steps: list[Step], apply: bool, diffs: bool = False,
-                  changed: set[str] | None = None) -> HostResult:
+                  changed: RunChanges | None = None) -> HostResult:
     """`changed` carries the paths this run changed on the host in earlier phases: a service started in a
     later phase still restarts for a config file an earlier phase rewrote."""
     started, trips_before = time.monotonic(), t.round_trips.count
@@ -75,12 +75,11 @@ def converge_host(t: Transport, phase: str, steps: list[Step], apply: bool, diff
             if isinstance(s, FilesStep):
                 written = {c.target for c in changes if c.action in ("create", "update")}
                 changed |= written
-                if isinstance(changed, RunChanges):
-                    changed.unreloaded |= {p for p in written if p.startswith(UNIT_DIRS)}
+                changed.unreloaded |= {p for p in written if p.startswith(UNIT_DIRS)}
             result.changes += changes
             if apply and changes:
-                s.apply(t, changes)
-                if isinstance(s, ServicesStep) and s.reloaded and isinstance(changed, RunChanges):
+                s.apply(t, changes)  # raises if it failed: past here, a daemon-reload it planned has run
+                if any(c.action == "daemon-reload" for c in changes):
                     changed.unreloaded.clear()
         if diffs:
             result.diffs = _diffs(t, steps, result.changes)

@@ -95,7 +95,6 @@ class ServicesStep:
         self.services = services
         self.inputs = inputs  # service -> paths whose change restarts it
         self.start = start
-        self.reloaded = False
 
     def wants(self) -> Wants:
         return Wants(units=[f"{s}.service" for s in self.services])
@@ -135,8 +134,6 @@ class ServicesStep:
         if not script:
             return
         r = t.run(["sh", "-ec", " && ".join(script)], sudo=True)
-        if "daemon-reload" in by_action and r.ok:
-            self.reloaded = True
         if not r.ok:
             raise StepError(t.host, self.name, " && ".join(script), r.rc, r.stderr_tail() + self._why(t))
 

@@ -10,7 +10,8 @@ from ..render import RenderContext
 from ..render.cluster_addons import BOOTSTRAP_RBAC
 from ..runner import Phase
 from ..steps import CommandStep, WaitStep
-from .services import KUBECTL, SUPER_ADMIN_CONF, ADMIN_CONF, kubectl, nodes_ready
+from ..transport.base import quote
+from .services import SUPER_ADMIN_CONF, kubectl, nodes_ready
 
 ROLE = "node-role.kubernetes.io/control-plane"
 # Passes when exactly the given nodes carry the control-plane label and each has the NoSchedule taint.
@@ -22,7 +23,7 @@ _MARKED = ('k="$1"; shift; '
 
 def _mark_control_planes(names: list[str]) -> CommandStep:
     """kubeadm's role label and taint: workloads go to workers (the labels are not the kubelet's to set)."""
-    k = f"{KUBECTL} --kubeconfig {ADMIN_CONF} --request-timeout 5s"
+    k = quote(kubectl())
     label = f"{k} label --overwrite node {' '.join(names)} {ROLE}="
     taint = f"{k} taint --overwrite node {' '.join(names)} {ROLE}:NoSchedule"
     return CommandStep("mark control planes", probe=["sh", "-c", _MARKED, "sh", k, *sorted(names)],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..artifact import Artifact
-from ..render import flags
+from ..render import RenderContext, flags, render_host
 from ..spec import ClusterSpec, Node
 
 KUBECTL = "/usr/local/bin/kubectl"
@@ -19,6 +19,11 @@ def service_inputs(artifacts: list[Artifact]) -> dict[str, set[str]]:
         for service in {*a.restarts, *([a.component] if a.path.startswith("/usr/local/") else [])}:
             inputs.setdefault(service, set()).add(a.path)
     return inputs
+
+
+def inputs_for(ctx: RenderContext, node: Node, binaries_by_node: dict[str, list[Artifact]]) -> dict[str, set[str]]:
+    """service -> input files, for everything on this node: its rendered files and its bundle binaries."""
+    return service_inputs(render_host(ctx, node) + binaries_by_node.get(node.name, []))
 
 
 def etcd_health(node: Node) -> list[str]:

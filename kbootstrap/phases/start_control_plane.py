@@ -7,12 +7,12 @@ All control planes start together: kbootstrap made every certificate up front, s
 
 from __future__ import annotations
 
-from ..render import RenderContext, render_host
+from ..render import RenderContext
 from ..render.etcd import etcd_as_static_pod
 from ..runner import Phase
 from ..spec import ControlPlaneForm, Node, Role
 from ..steps import ServicesStep, Step, WaitStep
-from .services import NODE_SERVICES, api_ready, etcd_health, service_inputs
+from .services import NODE_SERVICES, api_ready, etcd_health, inputs_for
 
 CONTROL_PLANE_SERVICES = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
@@ -23,7 +23,7 @@ def start_control_plane(ctx: RenderContext, nodes: list[Node], binaries_by_node:
     for node in nodes:
         if not node.has(Role.CONTROL_PLANE):
             continue
-        inputs = service_inputs(render_host(ctx, node) + binaries_by_node.get(node.name, []))
+        inputs = inputs_for(ctx, node, binaries_by_node)
         services = list(NODE_SERVICES)
         if spec.cluster.control_plane_form is ControlPlaneForm.SYSTEMD:
             services = CONTROL_PLANE_SERVICES + services

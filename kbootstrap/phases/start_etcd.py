@@ -8,19 +8,19 @@ the control-plane phase, which waits for its health there.
 from __future__ import annotations
 
 from ..render import RenderContext
-from ..render.etcd import etcd_as_static_pod, etcd_files
+from ..render.etcd import etcd_as_static_pod
 from ..runner import Phase
 from ..spec import Node
 from ..steps import ServicesStep, WaitStep
-from .services import etcd_health, service_inputs
+from .services import etcd_health, inputs_for
 
 
-def start_etcd(ctx: RenderContext, nodes: list[Node], artifacts_by_node: dict[str, list]) -> Phase:
+def start_etcd(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
     steps = {}
     for node in nodes:
         if not ctx.spec.is_etcd_member(node) or etcd_as_static_pod(ctx, node):
             continue
-        inputs = service_inputs(etcd_files(ctx, node) + artifacts_by_node.get(node.name, []))
+        inputs = inputs_for(ctx, node, binaries_by_node)
         steps[node.name] = [ServicesStep(["etcd"], {"etcd": inputs.get("etcd", set())}),
                             WaitStep("etcd healthy", etcd_health(node), timeout=120, what=f"etcd member {node.name}")]
     return Phase("etcd", steps)

@@ -3,15 +3,15 @@ routes to the other nodes' pod subnets."""
 
 from __future__ import annotations
 
-from ..render import RenderContext, render_host
+from ..render import RenderContext
 from ..runner import Phase
 from ..spec import Node
 from ..steps import ServicesStep
-from .services import NODE_SERVICES, service_inputs
+from .services import NODE_SERVICES, inputs_for
 
 
 def start_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
     return Phase("node", {
-        n.name: [ServicesStep(NODE_SERVICES, service_inputs(render_host(ctx, n) + binaries_by_node.get(n.name, [])))]
+        n.name: [ServicesStep(NODE_SERVICES, inputs_for(ctx, n, binaries_by_node))]
         for n in nodes
     })

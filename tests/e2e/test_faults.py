@@ -103,13 +103,19 @@ def test_node_killed_mid_batch_leaves_no_half_file_and_rerun_converges(lab, batc
         t.close()
         subprocess.run(["lxc-start", "-n", container], check=True, capture_output=True)
     assert result.failed, f"the batch finished within {after:.1f}s: the fault came too late to test anything"
+    _no_half_file_then_rerun_converges(spec, phase, artifacts, f"killed at {after:.1f}s")
+
+
+def _no_half_file_then_rerun_converges(spec, phase, artifacts, fault: str) -> None:
+    """After a fault: every file of the batch absent or complete; a re-run writes exactly the files of a clean
+    run and leaves no temp file; a third run changes nothing."""
     t = _wait_ssh(spec)
     try:
         shas, cut_off = _state(t, artifacts)
         written = [p for p, sha in shas.items() if sha is not None]
         half = [p for p in written if shas[p] != artifacts[p].sha256]
-        assert half == [], f"half-written after a kill at {after:.1f}s: {half}"
-        print(f"killed at {after:.1f}s: {len(written)}/{len(artifacts)} files complete, the rest absent; "
+        assert half == [], f"half-written after the fault ({fault}): {half}"
+        print(f"{fault}: {len(written)}/{len(artifacts)} files complete, the rest absent; "
               f"{len(cut_off)} temp file(s) cut off mid-write")
         # Usually 0: sshd dies first, the agent sees its input end short and removes its temp file itself;
         # a temp file the agent could not remove is removed by the next run (asserted below).
@@ -117,7 +123,7 @@ def test_node_killed_mid_batch_leaves_no_half_file_and_rerun_converges(lab, batc
         assert not again.failed, again.failed[0].error
         shas, leftovers = _state(t, artifacts)
         assert shas == {p: a.sha256 for p, a in artifacts.items()}  # the same files as a clean run
-        assert leftovers == []  # the agent removed the killed batch's temp files
+        assert leftovers == []  # the agent removed the cut batch's temp files
         assert run_phases({NODE: t}, [phase], apply=True).changes == 0
     finally:
         t.close()
@@ -133,8 +139,7 @@ def test_ssh_cut_mid_batch_then_rerun_converges(lab, batch):
     t.run(["true"])  # connected
 
     def cut():
-        client = getattr(t, "_client", None) or getattr(t, "client", None)
-        transport = client.get_transport() if client is not None else None
+        transport = t._client.get_transport() if t._client is not None else None
         if transport is not None:
             transport.sock.shutdown(2)
 
@@ -146,12 +151,4 @@ def test_ssh_cut_mid_batch_then_rerun_converges(lab, batch):
         cutter.join()
         t.close()
     assert result.failed
-    t = _wait_ssh(spec)
-    try:
-        shas, _ = _state(t, artifacts)
-        assert [p for p, sha in shas.items() if sha is not None and sha != artifacts[p].sha256] == []
-        assert not run_phases({NODE: t}, [phase], apply=True).failed
-        shas, leftovers = _state(t, artifacts)
-        assert shas == {p: a.sha256 for p, a in artifacts.items()} and leftovers == []
-    finally:
-        t.close()
+    _no_half_file_then_rerun_converges(spec, phase, artifacts, f"SSH cut at {0.4 * seconds:.1f}s")
