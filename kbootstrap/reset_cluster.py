@@ -6,7 +6,8 @@ running over something already removed.
     containers  every pod and container removed (`crictl rmp -fa`), containerd stopped
     files       the kubelet's volume mounts unmounted and leftover pod network namespaces deleted; then
                 every file kbootstrap rendered for the host, and the state the components made:
-                /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd, /var/lib/kube-proxy, /var/lib/cni, ...
+                /etc/kubernetes, /var/lib/kubelet, /var/lib/etcd, /var/lib/kube-proxy, /var/lib/cni, ...;
+                kbootstrap's block in /etc/hosts
     network     the VIP if still held, the cni0 bridge, the routes to the other nodes' pod subnets, and
                 the iptables rules of kube-proxy, the kubelet and the CNI plugins (KUBE-*, CNI-* chains)
     purge       (--purge) the binaries init installed and the payload it copied (/var/lib/kbootstrap)
@@ -31,11 +32,13 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
+from .etc_hosts import remove_hosts_step
 from .phases.install_runtime import CRICTL
 from .phases.services import kubectl
 from .render import RenderContext, flags, render_host
 from .render.etcd import etcd_as_static_pod
-from .reset_steps import RemovePathsStep, ShellStep, StopServicesStep
+from .reset_steps import RemovePathsStep, StopServicesStep
+from .steps import ShellStep
 from .runner import Phase
 from .spec import ClusterSpec, ControlPlaneForm, Node, Role
 from .steps import Step
@@ -131,7 +134,7 @@ def network_steps(spec: ClusterSpec, node: Node) -> list[Step]:
 
 
 def pod_route_step(subnet: IPv4Network, via: str) -> Step:
-    return ShellStep("delete pod route", probe=f'test -z "$(ip -4 route show exact {subnet})"',
+    return ShellStep(f"delete pod route {subnet}", probe=f'test -z "$(ip -4 route show exact {subnet})"',
                      command=f"ip -4 route del {subnet}", label=f"{subnet} via {via}")
 
 
@@ -173,7 +176,7 @@ def detach_phase(spec: ClusterSpec, nodes: list[Node], through: Node) -> Phase:
         if n in spec.kubelet_nodes:
             get = quote(kubectl("get", "node", n.name, "--ignore-not-found", "-o", "name", server=api))
             # An API that does not answer fails the probe (and the delete): never read as "already gone".
-            steps.append(ShellStep("delete Node object", probe=f'out=$({get}) && test -z "$out"',
+            steps.append(ShellStep(f"delete Node object {n.name}", probe=f'out=$({get}) && test -z "$out"',
                                    command=quote(kubectl("delete", "node", n.name, "--ignore-not-found", server=api)),
                                    label=f"node/{n.name}", detail=f"through {through.name}"))
     return Phase("detach", {through.name: steps})
@@ -188,8 +191,8 @@ def reset_phases(ctx: RenderContext, nodes: list[Node], purge: dict[str, list[st
     phases = [
         Phase("stop", {n.name: [StopServicesStep(services_to_stop(ctx, n))] for n in nodes if services_to_stop(ctx, n)}),
         Phase("containers", {n.name: container_steps() for n in kubelets}),
-        Phase("files", {n.name: [*(leftover_steps() if n in kubelets else []), RemovePathsStep(reset_paths(ctx, n))]
-                        for n in nodes}),
+        Phase("files", {n.name: [*(leftover_steps() if n in kubelets else []), RemovePathsStep(reset_paths(ctx, n)),
+                                 remove_hosts_step()] for n in nodes}),
         Phase("network", {n.name: network_steps(spec, n) for n in nodes if network_steps(spec, n)}),
     ]
     if purge:

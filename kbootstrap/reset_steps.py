@@ -8,7 +8,7 @@ from __future__ import annotations
 import posixpath
 
 from .errors import StepError
-from .steps import UNIT_DIRS, Change, CommandStep, Wants
+from .steps import UNIT_DIRS, Change, Wants
 from .transport.base import Transport, quote
 from .transport.remote import HostFacts
 
@@ -106,14 +106,3 @@ class RemovePathsStep:
         r = t.run(["sh", "-ec", script], sudo=True)
         if not r.ok:
             raise StepError(t.host, self.name, f"rm -rf ({len(paths)} paths)", r.rc, r.stderr_tail())
-
-
-class ShellStep(CommandStep):
-    """A CommandStep over a shell snippet, shown by a short label instead of the whole script."""
-
-    def __init__(self, name: str, probe: str, command: str, label: str, detail: str = ""):
-        super().__init__(name, probe=["sh", "-c", probe], command=["sh", "-c", command], detail=detail)
-        self.label = label
-
-    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
-        return [Change(c.step, c.action, self.label, c.detail) for c in super().check(facts, changed)]

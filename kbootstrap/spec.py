@@ -154,7 +154,7 @@ class ClusterSettings(_Model):
 class LoadBalancer(_Model):
     vip: IPv4Address | None = Field(None, description="virtual IP held by keepalived; required with 2+ LB nodes")
     port: Port = 6443
-    interface: str = Field("eth0", pattern=r"^[A-Za-z0-9_.:-]{1,15}$", description="interface keepalived uses")
+    interface: str = Field("eth0", pattern=r"^[A-Za-z0-9_.-]{1,15}$", description="interface keepalived uses")
     virtual_router_id: int = Field(51, ge=1, le=255)
     external_address: str | None = Field(
         None, description="address (IP or DNS name) of a load balancer you run yourself; no LB nodes then"
@@ -171,6 +171,9 @@ class NetworkSettings(_Model):
     cluster_dns: IPv4Address | None = Field(None, description="defaults to the 10th address of service_cidr")
     cni: CNI = CNI.BRIDGE
     mtu: int = Field(1500, ge=576, le=9000)
+    hosts_file: bool = Field(
+        True, description="write every node's name and address into each host's /etc/hosts (a marked block; "
+                          "the rest of the file is kept); false when DNS resolves the node names")
 
 
 class ContainerRuntime(_Model):

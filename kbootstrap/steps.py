@@ -37,6 +37,11 @@ class Wants:
     def merge(self, other: "Wants") -> None:
         self.files += other.files
         self.units += other.units
+        # Probe results are keyed by step name: two steps of one host with the same name would read each
+        # other's answer (a step skipped or run by the other's probe). A programming error, refused here.
+        clash = [k for k in other.probes if self.probes.get(k, other.probes[k]) != other.probes[k]]
+        if clash:
+            raise ValueError(f"two steps of one host named {clash}: give each its own name")
         self.probes |= other.probes
 
 
@@ -87,14 +92,18 @@ def _unreloaded(changed: set[str]) -> set[str]:
 
 class ServicesStep:
     """systemd services: daemon-reload only when a unit file changed; enable and start what is not;
-    restart a running service only when one of its input files changed in this run."""
+    restart a running service only when one of its input files changed in this run. A `reloadable`
+    service whose change is configuration only (not its unit or binary) is reloaded instead: haproxy
+    keeps its connections and keepalived its VIP."""
 
     name = "services"
 
-    def __init__(self, services: list[str], inputs: dict[str, set[str]], start: bool = True):
+    def __init__(self, services: list[str], inputs: dict[str, set[str]], start: bool = True,
+                 reloadable: tuple[str, ...] = ()):
         self.services = services
         self.inputs = inputs  # service -> paths whose change restarts it
         self.start = start
+        self.reloadable = reloadable
 
     def wants(self) -> Wants:
         return Wants(units=[f"{s}.service" for s in self.services])
@@ -114,8 +123,9 @@ class ServicesStep:
             if unit.get("ActiveState") != "active":
                 out.append(Change(self.name, "start", s))
             elif self.inputs.get(s, set()) & changed:
-                why = ", ".join(sorted(self.inputs[s] & changed))
-                out.append(Change(self.name, "restart", s, f"changed: {why}"))
+                paths = self.inputs[s] & changed
+                config_only = s in self.reloadable and not any(p.startswith((*UNIT_DIRS, "/usr/")) for p in paths)
+                out.append(Change(self.name, "reload" if config_only else "restart", s, f"changed: {', '.join(sorted(paths))}"))
         return out
 
     def apply(self, t: Transport, changes: list[Change]) -> None:
@@ -125,10 +135,10 @@ class ServicesStep:
         script = []
         if "daemon-reload" in by_action:
             script.append("systemctl daemon-reload")
-        for action in ("enable", "start", "restart"):
+        for action in ("enable", "start", "restart", "reload"):
             if by_action.get(action):
                 units = " ".join(f"{u}.service" for u in by_action[action])
-                if action != "enable":  # a unit that hit its start limit refuses to start until reset
+                if action in ("start", "restart"):  # a unit that hit its start limit refuses to start until reset
                     script.append(f"{{ systemctl reset-failed {units} 2>/dev/null || true; }}")
                 script.append(f"systemctl {action} {units}")
         if not script:
@@ -167,6 +177,38 @@ class CommandStep:
         r = t.run(self.command, sudo=True)
         if not r.ok:
             raise StepError(t.host, self.name, " ".join(self.command), r.rc, r.stderr_tail())
+        p = t.run(self.probe, sudo=True)
+        if not p.ok:
+            raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
+
+
+class ShellStep(CommandStep):
+    """A CommandStep over a shell snippet, shown by a short label instead of the whole script."""
+
+    def __init__(self, name: str, probe: str, command: str, label: str, detail: str = ""):
+        super().__init__(name, probe=["sh", "-c", probe], command=["sh", "-c", command], detail=detail)
+        self.label = label
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
+        return [Change(c.step, c.action, self.label, c.detail) for c in super().check(facts, changed)]
+
+
+class RetryStep(CommandStep):
+    """A command that fails until the host catches up (an etcd learner is promoted only once in sync with the
+    leader): retried every `interval` seconds for up to `timeout`; the last failure is the error."""
+
+    def __init__(self, name: str, probe: list[str], command: list[str], timeout: float = 180, interval: float = 2,
+                 detail: str = ""):
+        super().__init__(name, probe, command, detail)
+        self.timeout, self.interval = timeout, interval
+
+    def apply(self, t: Transport, changes: list[Change]) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not (r := t.run(self.command, sudo=True)).ok:
+            if time.monotonic() >= deadline:
+                raise StepError(t.host, self.name, f"still failing after {self.timeout:.0f}s: " + " ".join(self.command),
+                                r.rc, r.stderr_tail())
+            time.sleep(self.interval)
         p = t.run(self.probe, sudo=True)
         if not p.ok:
             raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())

@@ -1,4 +1,5 @@
-"""Phase `os`: kernel modules, sysctls and swap, so the runtime and the kubelet find the kernel ready.
+"""Phase `os`: kernel modules, sysctls and swap, so the runtime and the kubelet find the kernel ready; the
+nodes' names in /etc/hosts.
 
 The sysctl.d and modules-load.d files make the settings survive a reboot; the steps here apply them now.
 Built-in modules count as present: the probe looks at what the kernel offers, not at `lsmod`.
@@ -6,6 +7,7 @@ Built-in modules count as present: the probe looks at what the kernel offers, no
 
 from __future__ import annotations
 
+from ..etc_hosts import hosts_step
 from ..render import RenderContext
 from ..render.node import KERNEL_MODULES, kernel_files, kernel_settings
 from ..runner import Phase
@@ -20,10 +22,10 @@ _NO_SWAP = "test $(wc -l </proc/swaps) -le 1"
 def prepare_os(ctx: RenderContext, nodes: list[Node]) -> Phase:
     steps: dict[str, list[Step]] = {}
     for node in nodes:
+        node_steps: list[Step] = [hosts_step(ctx.spec)] if ctx.spec.network.hosts_file else []
         settings, _ = kernel_settings(ctx, node)
-        if not settings:
-            continue
-        node_steps: list[Step] = [FilesStep(kernel_files(ctx, node))]
+        if settings:
+            node_steps.append(FilesStep(kernel_files(ctx, node)))
         if node in ctx.spec.kubelet_nodes:
             node_steps += [
                 CommandStep("kernel modules", probe=["sh", "-c", _MODULES_PRESENT],
@@ -32,6 +34,8 @@ def prepare_os(ctx: RenderContext, nodes: list[Node]) -> Phase:
                 # the operator: kbootstrap does not rewrite files it did not create.
                 CommandStep("swap off", probe=["sh", "-c", _NO_SWAP], command=["swapoff", "-a"]),
             ]
-        node_steps.append(SysctlStep(settings))
-        steps[node.name] = node_steps
+        if settings:
+            node_steps.append(SysctlStep(settings))
+        if node_steps:
+            steps[node.name] = node_steps
     return Phase("os", steps)

@@ -20,7 +20,8 @@ from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.reset_cluster import (IPTABLES_FILTER, detach_host, iptables_step, partial_reset_problem,
                                       reset_paths, reset_phases, services_to_stop, without_kube_rules)
-from kbootstrap.reset_steps import RemovePathsStep, ShellStep, StopServicesStep, check_removable, collapse
+from kbootstrap.reset_steps import RemovePathsStep, StopServicesStep, check_removable, collapse
+from kbootstrap.steps import ShellStep
 from kbootstrap.runner import RunResult
 from kbootstrap.spec import build_spec
 from kbootstrap.transport.base import CommandResult, RoundTrips
@@ -66,8 +67,8 @@ def test_full_reset_phases_in_order_on_the_hosts_they_concern(stacked):
     assert [s.services for s in stop.steps["lb1"]] == [["haproxy", "keepalived"]]
     assert labels(containers.steps["w1"]) == ["crictl rmp -fa"]
     assert [s.services for s in containers.steps["w1"] if isinstance(s, StopServicesStep)] == [["containerd"]]
-    assert labels(files.steps["w1"]) == ["umount /var/lib/kubelet/*", "ip netns delete cni-*"]
-    assert labels(files.steps["lb1"]) == []
+    assert labels(files.steps["w1"]) == ["umount /var/lib/kubelet/*", "ip netns delete cni-*", "/etc/hosts: the kbootstrap block"]
+    assert labels(files.steps["lb1"]) == ["/etc/hosts: the kbootstrap block"]
     assert labels(network.steps["lb1"]) == ["10.77.0.10/32 on eth0"]
     assert labels(network.steps["w1"]) == [
         "cni0 bridge", "10.244.0.0/24 via 10.77.0.21", "10.244.1.0/24 via 10.77.0.22", "10.244.2.0/24 via 10.77.0.23",
