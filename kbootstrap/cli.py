@@ -94,6 +94,7 @@ def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple
     """
     from .pki.issue import ensure_pki
     from .pki.secrets import ensure_secrets
+    from .etcd_members import MembersRecord
     from .render import RenderContext, render_host, write_tree
 
     spec = _load(inventory)
@@ -101,7 +102,7 @@ def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple
     root = cluster_dir or default_cluster_dir(spec)
     pki = ensure_pki(spec, root)
     _print_pki_report(pki.report, root)
-    ctx = RenderContext(spec=spec, pki=pki, secrets=ensure_secrets(root))
+    ctx = RenderContext(spec=spec, pki=pki, secrets=ensure_secrets(root), etcd_record=MembersRecord.load(root))
     rendered = {n.name: render_host(ctx, n) for n in nodes}
     count = write_tree(rendered, output)
     out.print(f"wrote {count} files for {len(rendered)} hosts under {output}/")
@@ -187,7 +188,7 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
 
     \b
     Phases, in order (each on every host it concerns, hosts in parallel):
-      os             kernel modules, sysctls, swap off
+      os             kernel modules, sysctls, swap off, node names in /etc/hosts
       packages       haproxy, keepalived (load balancers); iptables, conntrack (nodes): from the bundle's .debs
       runtime        containerd, runc, crictl, CNI plugins, sandbox image
       binaries       kubelet, kube-proxy, kubectl, etcd; control-plane binaries or images
@@ -201,6 +202,7 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     Then add workers with `kbootstrap join`.
     """
     from .engine_cli import session
+    from .etcd_members import MembersRecord
     from .init_cluster import init_nodes, init_phases, preflight, write_admin_kubeconfig
     from .phases.bundle_payload import load_bundle
 
@@ -210,8 +212,18 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
                                  param_hint="--topology")
     nodes = init_nodes(spec, select_nodes(spec, hosts))
     bundle, manifest = load_bundle(spec, artifacts)
+    record = MembersRecord.load(cluster_dir or default_cluster_dir(spec))
+    later = record.unrecorded(spec)
+    if later:
+        raise click.BadParameter(
+            f"{', '.join(n.name for n in later)}: etcd member{'s' if len(later) > 1 else ''} of the inventory that the "
+            f"running cluster lacks (its members are recorded in {record.path}). Add a control plane with "
+            f"`kbootstrap join --control-plane -i {inventory}`; if that cluster is gone, `kbootstrap reset` it "
+            "or delete the record", param_hint="--inventory")
     with session(spec, cluster_dir, nodes, "init", accept_new_host_keys, output) as s:
         preflight(s, nodes, manifest)
+        if not dry_run and not record.members:
+            s.ctx.etcd_record.record(spec, spec.etcd_members)  # the members that start the cluster
         result = s.run(init_phases(s.ctx, bundle, manifest, nodes), apply=not dry_run, parallel=parallel,
                        diffs=dry_run)
     s.report(result)
@@ -226,17 +238,33 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
 @main.command()
 @host_options
 @ARTIFACTS_OPTION
+@click.option("--control-plane", is_flag=True,
+              help="Join control planes added to the inventory after init (default: workers).")
 @click.option("--dry-run", is_flag=True, help="Show every change join would make, and make none (exit 3 if any).")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the nodes to be Ready.")
-def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts, dry_run, timeout) -> None:
-    """Join workers (all of the inventory's, or those named by --host) to the cluster `init` made.
+def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts, control_plane, dry_run,
+         timeout) -> None:
+    """Join workers (all of the inventory's, or those named by --host) to the cluster `init` made;
+    with --control-plane, control planes added to the inventory since.
 
     \b
-    A bootstrap token is made on the first control plane for this join only (15 minutes), used by each new
-    node's kubelet to get its client certificate (TLS bootstrap, approved automatically), and deleted at the
-    end. Nodes that already joined get no token and no change. Phases: os, packages, runtime, binaries,
-    files, node (kubelet, kube-proxy, pod routes), ready (Ready within --timeout), cleanup.
+    Workers: a bootstrap token is made on the first control plane for this join only (15 minutes), used
+    by each new node's kubelet to get its client certificate (TLS bootstrap, approved automatically), and
+    deleted at the end. Nodes that already joined get no token and no change. Phases: os, packages,
+    runtime, binaries, files, node (kubelet, kube-proxy, pod routes), ready (Ready within --timeout),
+    cleanup.
+
+    \b
+    Control planes (--control-plane; add the node to the inventory first, at the end of the list):
+    the phases of `init` over every control plane, load balancer and joined worker. A stacked control
+    plane's etcd member is added as a learner through a running member (phase etcd-members), started
+    with initial-cluster-state existing, and promoted once in sync; one control plane per etcd change,
+    in inventory order. The load balancers reload with the new backend; every node gets the route to
+    its pod subnet. Running etcd members and apiservers are not restarted.
     """
+    if control_plane:
+        return _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output,
+                                    artifacts, dry_run)
     from .engine_cli import session
     from .init_cluster import preflight
     from .join_nodes import BootstrapToken, join_phases, join_targets, unjoined
@@ -246,7 +274,7 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     targets = join_targets(select_nodes(spec, hosts))
     if not targets:
         raise click.BadParameter("no workers selected: join adds nodes with the 'worker' role "
-                                 "(control planes come up with `kbootstrap init`)", param_hint="--host")
+                                 "(control planes: `kbootstrap join --control-plane`)", param_hint="--host")
     bundle, manifest = load_bundle(spec, artifacts)
     first = spec.control_planes[0]
     with session(spec, cluster_dir, [first, *targets], "join", accept_new_host_keys, output) as s:
@@ -262,6 +290,49 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
             result = s.run(join_phases(s.ctx, None, bundle, manifest, targets, [], timeout), apply=not dry_run,
                            parallel=parallel, diffs=dry_run)
     s.report(result)
+    exit_for(result, dry_run)
+
+
+def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts,
+                         dry_run) -> None:
+    from .engine_cli import session
+    from .errors import KbootstrapError
+    from .etcd_members import MembersRecord
+    from .init_cluster import init_nodes, preflight, write_admin_kubeconfig
+    from .join_control_planes import control_side, join_control_plane_phases, members_to_add
+    from .join_nodes import unjoined
+    from .phases.bundle_payload import load_bundle
+
+    spec = _load(inventory)
+    selected = select_nodes(spec, hosts) if hosts else spec.control_planes
+    not_cp = [n.name for n in selected if n not in spec.control_planes]
+    if not_cp:
+        raise click.BadParameter(f"{', '.join(not_cp)}: not a control plane of the inventory (workers join "
+                                 "without --control-plane)", param_hint="--host")
+    try:
+        adding = members_to_add(spec, MembersRecord.load(cluster_dir or default_cluster_dir(spec)), selected)
+    except KbootstrapError as e:
+        raise click.BadParameter(str(e), param_hint="--control-plane") from e
+    bundle, manifest = load_bundle(spec, artifacts)
+    workers = [w for w in spec.workers if w not in spec.control_planes]
+    with session(spec, cluster_dir, init_nodes(spec, spec.nodes) + workers, "join", accept_new_host_keys, output) as s:
+        record = s.ctx.etcd_record
+        joined = [w for w in workers if w not in unjoined(s, workers)]
+        result = None
+        for node in adding or [None]:  # one etcd member per run; none to add: one run over the control side
+            if node is not None:
+                s.note(f"adding {node.name} to etcd (as a learner, then promoted) and the control plane")
+                if not dry_run:
+                    record.record(spec, [node])
+            nodes = control_side(spec, record) + ([node] if node is not None and dry_run else [])
+            preflight(s, nodes, manifest)
+            result = s.run(join_control_plane_phases(s.ctx, bundle, manifest, nodes, joined), apply=not dry_run,
+                           parallel=parallel, diffs=dry_run)
+            if result.failed or dry_run:
+                break
+    s.report(result)
+    if not result.failed and not dry_run:
+        write_admin_kubeconfig(s.ctx, s.root)
     exit_for(result, dry_run)
 
 

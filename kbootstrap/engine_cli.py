@@ -20,6 +20,7 @@ from .render import RenderContext
 from .runner import HostResult, Phase, RunResult, run_phases
 from .spec import ClusterSpec, Node
 from .transport.base import Transport
+from .etcd_members import MembersRecord
 from .cli import default_cluster_dir, err, out, select_nodes
 
 
@@ -78,7 +79,7 @@ def session(spec: ClusterSpec, cluster_dir: Path | None, nodes: list[Node], comm
         if lock.broke_stale:
             err.print(f"[yellow]note:[/] {lock.broke_stale}")
         journal = Journal(root, command)
-        ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root))
+        ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root), etcd_record=MembersRecord.load(root))
         with connect_all(spec, nodes, accept_new) as transports:
             yield Session(ctx, transports, journal, output, root)
 

@@ -14,6 +14,7 @@ from .artifacts.manifest import Manifest
 from .engine_cli import Session
 from .errors import KbootstrapError
 from .phases import bundle_payload
+from .phases.add_etcd_members import add_etcd_members
 from .phases.bootstrap_cluster import bootstrap_cluster
 from .phases.configure_files import configure_files
 from .phases.install_kubernetes import install_kubernetes
@@ -80,9 +81,10 @@ def init_phases(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: lis
         install_kubernetes(ctx, bundle, manifest, nodes),
         configure_files(ctx, nodes),
         start_loadbalancers(ctx, nodes),
+        *filter(None, [add_etcd_members(ctx, nodes)]),
         start_etcd(ctx, nodes, binaries),
         start_control_plane(ctx, nodes, binaries),
     ]
     if spec.control_planes[0] in nodes:
-        phases.append(bootstrap_cluster(ctx, ready=[n.name for n in spec.control_planes]))
+        phases.append(bootstrap_cluster(ctx, ready=[n.name for n in spec.control_planes if n in nodes]))
     return phases

@@ -29,7 +29,8 @@ def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], par
     Phases, in order (each on every host it concerns, hosts in parallel):
       stop        kubelet, kube-proxy, pod routes, control-plane services, etcd, haproxy, keepalived
       containers  every pod removed (crictl rmp -fa), containerd stopped, kubelet mounts unmounted
-      files       every file kbootstrap wrote, /etc/kubernetes, /var/lib/{kubelet,etcd,kube-proxy,cni}
+      files       every file kbootstrap wrote, /etc/kubernetes, /var/lib/{kubelet,etcd,kube-proxy,cni},
+                  kbootstrap's block in /etc/hosts
       network     the VIP, the cni0 bridge, the pod routes, the KUBE-/CNI- iptables rules (others kept)
       purge       with --purge: the installed binaries and /var/lib/kbootstrap
       detach      when only some nodes are reset: their Node objects, through a control plane that stays
@@ -60,5 +61,7 @@ def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], par
     connect = nodes + ([through] if through is not None else [])
     with session(spec, cluster_dir, connect, "reset", accept_new_host_keys, output) as s:
         result = s.run(reset_phases(s.ctx, nodes, purge_by_host), apply=not dry_run, parallel=parallel)
+        if not dry_run and not result.failed and all(m in nodes for m in spec.etcd_members):
+            s.ctx.etcd_record.delete()  # the etcd data it described is gone: the next init starts a new cluster
     s.report(result)
     exit_for(result, dry_run)

@@ -14,11 +14,11 @@ from ..transport.base import quote
 from .services import SUPER_ADMIN_CONF, kubectl, nodes_ready
 
 ROLE = "node-role.kubernetes.io/control-plane"
-# Passes when exactly the given nodes carry the control-plane label and each has the NoSchedule taint.
-_MARKED = ('k="$1"; shift; '
-           'test "$($k get nodes -l ' + ROLE + ' -o name | sort | tr "\\n" " ")" = "$(printf "node/%s " "$@")" && '
-           'test "$($k get nodes "$@" -o jsonpath="{.items[*].spec.taints[*].key}" | tr " " "\\n" '
-           '| grep -cx ' + ROLE.replace(".", "\\.") + ')" = "$#"')
+# Passes when each given node carries the control-plane label and its NoSchedule taint (others may too: a
+# run over some control planes leaves the rest alone). Listed by selector, so the answer is always a list.
+_MARKED = ('k="$1"; shift; marked=$($k get nodes -l ' + ROLE + ' -o jsonpath="{range .items[*]}{.metadata.name}'
+           '{\\" \\"}{range .spec.taints[*]}{.key}:{.effect} {end}{\\"\\\\n\\"}{end}") || exit 1; '
+           'for n; do printf "%s\\n" "$marked" | grep -q "^$n .*' + ROLE.replace(".", "\\.") + ':NoSchedule" || exit 1; done')
 
 
 def _mark_control_planes(names: list[str]) -> CommandStep:
@@ -37,5 +37,5 @@ def bootstrap_cluster(ctx: RenderContext, ready: list[str], timeout: float = 300
                     command=kubectl("apply", "--server-side", "-f", BOOTSTRAP_RBAC, kubeconfig=SUPER_ADMIN_CONF),
                     detail=BOOTSTRAP_RBAC),
         WaitStep("nodes Ready", nodes_ready(ready), timeout=timeout, interval=3, what="nodes " + ", ".join(ready)),
-        _mark_control_planes([n.name for n in ctx.spec.control_planes]),
+        _mark_control_planes(ready),
     ]})

@@ -26,12 +26,17 @@ def inputs_for(ctx: RenderContext, node: Node, binaries_by_node: dict[str, list[
     return service_inputs(render_host(ctx, node) + binaries_by_node.get(node.name, []))
 
 
+def etcdctl(endpoints: list[str], *args: str) -> list[str]:
+    """etcdctl over mTLS with the healthcheck client certificate (every etcd member and stacked CP has it)."""
+    pki = f"{flags.PKI}/etcd"
+    return ["/usr/local/bin/etcdctl", "--endpoints", ",".join(endpoints), "--cacert", f"{pki}/ca.crt",
+            "--cert", f"{pki}/healthcheck-client.crt", "--key", f"{pki}/healthcheck-client.key",
+            "--command-timeout", "3s", *args]
+
+
 def etcd_health(node: Node) -> list[str]:
     """Health of this member through its own client URL, over mTLS (needs quorum: a read goes through raft)."""
-    pki = f"{flags.PKI}/etcd"
-    return ["/usr/local/bin/etcdctl", "--endpoints", f"https://{node.address}:2379", "--cacert", f"{pki}/ca.crt",
-            "--cert", f"{pki}/healthcheck-client.crt", "--key", f"{pki}/healthcheck-client.key",
-            "--command-timeout", "3s", "endpoint", "health"]
+    return etcdctl([f"https://{node.address}:2379"], "endpoint", "health")
 
 
 def kubectl(*args: str, kubeconfig: str = ADMIN_CONF, server: str | None = None) -> list[str]:

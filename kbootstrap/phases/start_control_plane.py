@@ -12,6 +12,7 @@ from ..render.etcd import etcd_as_static_pod
 from ..runner import Phase
 from ..spec import ControlPlaneForm, Node, Role
 from ..steps import ServicesStep, Step, WaitStep
+from .add_etcd_members import joining, promote_step
 from .services import NODE_SERVICES, api_ready, etcd_health, inputs_for
 
 CONTROL_PLANE_SERVICES = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
@@ -29,6 +30,7 @@ def start_control_plane(ctx: RenderContext, nodes: list[Node], binaries_by_node:
             services = CONTROL_PLANE_SERVICES + services
         node_steps: list[Step] = [ServicesStep(services, inputs)]
         if etcd_as_static_pod(ctx, node):
+            node_steps += [promote_step(ctx, node)] if node in joining(ctx, [node]) else []
             node_steps.append(WaitStep("etcd healthy", etcd_health(node), timeout=240,
                                        what=f"etcd member {node.name} (static pod)"))
         node_steps += [

@@ -1,8 +1,9 @@
 """Phase `etcd`: the etcd service on every member that runs etcd under systemd, then each member healthy.
 
 Members start together (one phase, hosts in parallel) because `initial-cluster-state: new` waits for a
-quorum. Stacked control planes of the static-pod form run etcd as a static pod: the kubelet starts it in
-the control-plane phase, which waits for its health there.
+quorum; a member joining a running cluster is promoted from learner first. Stacked control planes of the
+static-pod form run etcd as a static pod: the kubelet starts it in the control-plane phase, which waits
+for its health there.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..render.etcd import etcd_as_static_pod
 from ..runner import Phase
 from ..spec import Node
 from ..steps import ServicesStep, WaitStep
+from .add_etcd_members import joining, promote_step
 from .services import etcd_health, inputs_for
 
 
@@ -22,5 +24,6 @@ def start_etcd(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str
             continue
         inputs = inputs_for(ctx, node, binaries_by_node)
         steps[node.name] = [ServicesStep(["etcd"], {"etcd": inputs.get("etcd", set())}),
+                            *([promote_step(ctx, node)] if node in joining(ctx, [node]) else []),
                             WaitStep("etcd healthy", etcd_health(node), timeout=120, what=f"etcd member {node.name}")]
     return Phase("etcd", steps)

@@ -16,5 +16,6 @@ def start_loadbalancers(ctx: RenderContext, nodes: list[Node]) -> Phase:
         if not node.has(Role.LOADBALANCER):
             continue
         services = ["haproxy"] + (["keepalived"] if ctx.spec.load_balancer.vip else [])
-        steps[node.name] = [ServicesStep(services, service_inputs(loadbalancer_files(ctx, node)))]
+        steps[node.name] = [ServicesStep(services, service_inputs(loadbalancer_files(ctx, node)),
+                                         reloadable=("haproxy", "keepalived"))]
     return Phase("loadbalancers", steps)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..etcd_members import FirstStart, MembersRecord, client_url
 from ..pki.issue import ClusterPKI
 from ..pki.secrets import ClusterSecrets
-from ..spec import ClusterSpec
+from ..spec import ClusterSpec, Node, Topology
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,20 @@ class RenderContext:
     pki: ClusterPKI
     secrets: ClusterSecrets
     bootstrap_token: str | None = None  # made at join time; workers get a bootstrap kubeconfig only with one
+    etcd_record: MembersRecord | None = None  # the cluster directory's; None: a cluster not started yet
+
+    def etcd_first_start(self, node: Node) -> FirstStart:
+        return (self.etcd_record or MembersRecord()).first_start(self.spec, node)
+
+    def etcd_servers(self, node: Node) -> list[str]:
+        """kube-apiserver's --etcd-servers. Stacked: the local member first, so a healthy node does not depend
+        on the others' etcd, then the members it started with (a member added later changes no running
+        apiserver's flags). External: every etcd host."""
+        if self.spec.cluster.topology is not Topology.STACKED:
+            return [client_url(m) for m in self.spec.etcd_members]
+        members = {m.name: m for m in self.spec.etcd_members}
+        others = [members[n] for n in self.etcd_first_start(node).initial_cluster if n in members and n != node.name]
+        return [client_url(node)] + [client_url(m) for m in others]
 
     def image(self, component: str) -> str:
         release = self.spec.release

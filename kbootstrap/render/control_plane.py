@@ -6,13 +6,13 @@ import base64
 from collections.abc import Callable
 
 from ..artifact import Artifact
-from ..spec import ClusterSpec, ControlPlaneForm, Node
+from ..spec import ControlPlaneForm, Node
 from . import flags
 from .context import RenderContext
 from .static_pod import Mount, Probe, static_pod
 from .templates import base_document, dump_yaml, render_text
 
-FlagsFn = Callable[[ClusterSpec, Node], list[str]]
+FlagsFn = Callable[[RenderContext, Node], list[str]]
 
 _CA_CERTS = Mount("ca-certs", "/etc/ssl/certs", type="DirectoryOrCreate")
 _PKI = Mount("k8s-certs", flags.PKI)
@@ -28,14 +28,15 @@ def _apiserver_pod_parts(node: Node) -> tuple[list[Mount], Probe]:
 
 # component -> (flags, mounts+probe for the static pod, systemd units it must start after)
 _COMPONENTS: dict[str, tuple[FlagsFn, Callable[[Node], tuple[list[Mount], Probe]]]] = {
-    "kube-apiserver": (flags.kube_apiserver, _apiserver_pod_parts),
+    "kube-apiserver": (lambda ctx, node: flags.kube_apiserver(ctx.spec, node, ctx.etcd_servers(node)),
+                       _apiserver_pod_parts),
     "kube-controller-manager": (
-        flags.kube_controller_manager,
+        lambda ctx, node: flags.kube_controller_manager(ctx.spec, node),
         lambda node: ([_CA_CERTS, _PKI, Mount("kubeconfig", f"{flags.K8S}/controller-manager.conf", type="FileOrCreate")],
                       Probe("/healthz", 10257)),
     ),
     "kube-scheduler": (
-        flags.kube_scheduler,
+        lambda ctx, node: flags.kube_scheduler(ctx.spec, node),
         lambda node: ([Mount("kubeconfig", f"{flags.K8S}/scheduler.conf", type="FileOrCreate")],
                       Probe("/healthz", 10259)),
     ),
@@ -46,7 +47,7 @@ def control_plane_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     spec = ctx.spec
     out = [encryption_config(ctx), audit_policy()]
     for name, (flags_fn, pod_parts) in _COMPONENTS.items():
-        args = flags_fn(spec, node)
+        args = flags_fn(ctx, node)
         if spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
             mounts, probe = pod_parts(node)
             pod = static_pod(name, ctx.image(name), [name, *args], mounts, probe,

@@ -16,7 +16,7 @@ def etcd_as_static_pod(ctx: RenderContext, node: Node) -> bool:
 
 
 def etcd_files(ctx: RenderContext, node: Node) -> list[Artifact]:
-    args = flags.etcd(ctx.spec, node)
+    args = flags.etcd(ctx.spec, node, ctx.etcd_first_start(node))
     if etcd_as_static_pod(ctx, node):
         pod = static_pod(
             "etcd", ctx.image("etcd"), ["etcd", *args],

@@ -7,7 +7,8 @@ override by flag name.
 
 from __future__ import annotations
 
-from ..spec import ClusterSpec, Node, Topology
+from ..etcd_members import FirstStart
+from ..spec import ClusterSpec, Node
 
 PKI = "/etc/kubernetes/pki"
 K8S = "/etc/kubernetes"
@@ -22,13 +23,9 @@ def _merge(spec: ClusterSpec, component: str, flags: dict[str, str]) -> list[str
     return [f"--{k}={v}" for k, v in sorted(flags.items())]
 
 
-def etcd_client_urls(spec: ClusterSpec) -> list[str]:
-    return [f"https://{m.address}:2379" for m in spec.etcd_members]
-
-
-def etcd(spec: ClusterSpec, node: Node) -> list[str]:
+def etcd(spec: ClusterSpec, node: Node, start: FirstStart) -> list[str]:
+    """`start`: the member's first-start settings (etcd_members), not re-derived from the inventory."""
     ip = node.address
-    initial = ",".join(f"{m.name}=https://{m.address}:2380" for m in spec.etcd_members)
     # Only flags that etcd 3.4, 3.5 and 3.6 all accept (kubeadm's `experimental-*` flags were renamed in 3.6).
     return _merge(spec, "etcd", {
         "name": node.name,
@@ -38,8 +35,8 @@ def etcd(spec: ClusterSpec, node: Node) -> list[str]:
         "listen-metrics-urls": "http://127.0.0.1:2381",
         "initial-advertise-peer-urls": f"https://{ip}:2380",
         "listen-peer-urls": f"https://{ip}:2380",
-        "initial-cluster": initial,
-        "initial-cluster-state": "new",
+        "initial-cluster": start.flag(),
+        "initial-cluster-state": start.state,
         "initial-cluster-token": spec.cluster.name,
         "client-cert-auth": "true",
         "trusted-ca-file": f"{PKI}/etcd/ca.crt",
@@ -53,12 +50,7 @@ def etcd(spec: ClusterSpec, node: Node) -> list[str]:
     })
 
 
-def kube_apiserver(spec: ClusterSpec, node: Node) -> list[str]:
-    # Stacked: the local member first, so a healthy node does not depend on the others' etcd.
-    urls = etcd_client_urls(spec)
-    if spec.cluster.topology is Topology.STACKED:
-        local = f"https://{node.address}:2379"
-        urls = [local] + [u for u in urls if u != local]
+def kube_apiserver(spec: ClusterSpec, node: Node, etcd_servers: list[str]) -> list[str]:
     return _merge(spec, "kube-apiserver", {
         "advertise-address": str(node.address),
         "secure-port": "6443",
@@ -69,7 +61,7 @@ def kube_apiserver(spec: ClusterSpec, node: Node) -> list[str]:
         "client-ca-file": f"{PKI}/ca.crt",
         "tls-cert-file": f"{PKI}/apiserver.crt",
         "tls-private-key-file": f"{PKI}/apiserver.key",
-        "etcd-servers": ",".join(urls),
+        "etcd-servers": ",".join(etcd_servers),
         "etcd-cafile": f"{PKI}/etcd/ca.crt",
         "etcd-certfile": f"{PKI}/apiserver-etcd-client.crt",
         "etcd-keyfile": f"{PKI}/apiserver-etcd-client.key",

@@ -12,6 +12,7 @@ import datetime as dt
 from pathlib import Path
 
 from ..errors import PKIError
+from ..etcd_members import MembersRecord
 from ..pki.issue import CERTS, KEYPAIRS, ClusterPKI, KeyCert, PKIReport, _load_key, _load_pair, mismatch, wanted_certs
 from ..pki.secrets import ClusterSecrets
 from ..render import RenderContext
@@ -45,7 +46,8 @@ def load_context(spec: ClusterSpec, root: Path) -> RenderContext:
         raise PKIError(f"{root} lacks {shown}: it is not this cluster's directory, or init has not run "
                        "for every node of the inventory (verify creates nothing)")
     secrets = ClusterSecrets(encryption_key=base64.b64decode(key_file.read_bytes().strip()))
-    return RenderContext(spec, ClusterPKI(root=root, certs=certs, keypairs=keypairs, report=PKIReport()), secrets)
+    return RenderContext(spec, ClusterPKI(root=root, certs=certs, keypairs=keypairs, report=PKIReport()), secrets,
+                         etcd_record=MembersRecord.load(root))
 
 
 def _put(certs: dict, key: tuple[str, str | None], root: Path, store_as: str, missing: list[str]) -> None:
