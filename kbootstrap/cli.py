@@ -320,12 +320,12 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
         joined = [w for w in workers if w not in unjoined(s, workers)]
         result = None
         for node in adding or [None]:  # one etcd member per run; none to add: one run over the control side
+            nodes = control_side(spec, record) + ([node] if node is not None else [])
+            preflight(s, nodes, manifest)  # before the member is recorded: a refused host leaves no trace
             if node is not None:
                 s.note(f"adding {node.name} to etcd (as a learner, then promoted) and the control plane")
                 if not dry_run:
                     record.record(spec, [node])
-            nodes = control_side(spec, record) + ([node] if node is not None and dry_run else [])
-            preflight(s, nodes, manifest)
             result = s.run(join_control_plane_phases(s.ctx, bundle, manifest, nodes, joined), apply=not dry_run,
                            parallel=parallel, diffs=dry_run)
             if result.failed or dry_run:
