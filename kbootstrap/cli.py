@@ -222,7 +222,7 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
             "or delete the record", param_hint="--inventory")
     with session(spec, cluster_dir, nodes, "init", accept_new_host_keys, output) as s:
         preflight(s, nodes, manifest)
-        if not dry_run and not record.members:
+        if not dry_run and not s.ctx.etcd_record.members:
             s.ctx.etcd_record.record(spec, spec.etcd_members)  # the members that start the cluster
         result = s.run(init_phases(s.ctx, bundle, manifest, nodes), apply=not dry_run, parallel=parallel,
                        diffs=dry_run)

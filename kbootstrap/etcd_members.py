@@ -84,11 +84,6 @@ class MembersRecord:
         """Members of the inventory a running cluster does not know yet (none before the first init)."""
         return [m for m in spec.etcd_members if self.members and m.name not in self.members]
 
-    def original(self, spec: ClusterSpec) -> list[Node]:
-        """The recorded members still in the inventory, those `init` started first."""
-        return sorted((m for m in spec.etcd_members if m.name in self.members),
-                      key=lambda m: self.members[m.name].state != "new")
-
     def record(self, spec: ClusterSpec, nodes: list[Node]) -> None:
         self.members.update({n.name: self.first_start(spec, n) for n in nodes})  # all judged before any is added
         assert self.path is not None

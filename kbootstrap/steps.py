@@ -177,6 +177,9 @@ class CommandStep:
         r = t.run(self.command, sudo=True)
         if not r.ok:
             raise StepError(t.host, self.name, " ".join(self.command), r.rc, r.stderr_tail())
+        self._probe_passes(t)
+
+    def _probe_passes(self, t: Transport) -> None:
         p = t.run(self.probe, sudo=True)
         if not p.ok:
             raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
@@ -209,9 +212,7 @@ class RetryStep(CommandStep):
                 raise StepError(t.host, self.name, f"still failing after {self.timeout:.0f}s: " + " ".join(self.command),
                                 r.rc, r.stderr_tail())
             time.sleep(self.interval)
-        p = t.run(self.probe, sudo=True)
-        if not p.ok:
-            raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
+        self._probe_passes(t)
 
 
 class SysctlStep:

@@ -13,18 +13,18 @@ from ..etcd_members import client_url, peer_url
 from ..render import RenderContext
 from ..runner import Phase
 from ..spec import Node
-from ..steps import CommandStep, RetryStep, Step
+from ..steps import CommandStep, RetryStep, Step, WaitStep
 from ..transport.base import quote
-from .services import etcdctl
+from .services import etcd_health, etcdctl
 
 # `etcdctl member list` lines: ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER (an unstarted member
 # has no name yet, so members are matched by their peer URL).
 _FIELD = "awk -F', ' -v u=\"$2\" '$4 == u {print $%s; f=1} END {exit !f}'"
 
 
-def joining(ctx: RenderContext, nodes: list[Node]) -> list[Node]:
-    """The etcd members among `nodes` that joined a running cluster rather than starting it."""
-    return [n for n in nodes if ctx.spec.is_etcd_member(n) and ctx.etcd_first_start(n).state == "existing"]
+def is_joining(ctx: RenderContext, node: Node) -> bool:
+    """An etcd member that joined a running cluster rather than starting it."""
+    return ctx.spec.is_etcd_member(node) and ctx.etcd_first_start(node).state == "existing"
 
 
 def _members_through(ctx: RenderContext, node: Node) -> list[str]:
@@ -40,7 +40,7 @@ def add_etcd_members(ctx: RenderContext, nodes: list[Node]) -> Phase | None:
     if through is None:
         return None
     steps: list[Step] = []
-    for node in joining(ctx, nodes):
+    for node in (n for n in nodes if is_joining(ctx, n)):
         ctl = quote(etcdctl(_members_through(ctx, node)))
         listed = f'{ctl} member list | {_FIELD % 1} >/dev/null'
         steps.append(CommandStep(
@@ -58,3 +58,9 @@ def promote_step(ctx: RenderContext, node: Node, timeout: float = 240) -> Step:
     return RetryStep("promote etcd member", probe=["sh", "-c", voter, "sh", node.name, peer_url(node)],
                      command=["sh", "-c", promote, "sh", node.name, peer_url(node)], timeout=timeout, interval=3,
                      detail=f"{node.name}: learner to voting member, once in sync")
+
+
+def member_ready_steps(ctx: RenderContext, node: Node, timeout: float, what: str) -> list[Step]:
+    """After its etcd started (service or static pod): a joining member promoted, then the member healthy."""
+    return [*([promote_step(ctx, node)] if is_joining(ctx, node) else []),
+            WaitStep("etcd healthy", etcd_health(node), timeout=timeout, what=what)]

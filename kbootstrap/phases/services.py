@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..artifact import Artifact
+from ..etcd_members import client_url
 from ..render import RenderContext, flags, render_host
 from ..spec import ClusterSpec, Node
 
@@ -36,7 +37,7 @@ def etcdctl(endpoints: list[str], *args: str) -> list[str]:
 
 def etcd_health(node: Node) -> list[str]:
     """Health of this member through its own client URL, over mTLS (needs quorum: a read goes through raft)."""
-    return etcdctl([f"https://{node.address}:2379"], "endpoint", "health")
+    return etcdctl([client_url(node)], "endpoint", "health")
 
 
 def kubectl(*args: str, kubeconfig: str = ADMIN_CONF, server: str | None = None) -> list[str]:

@@ -12,8 +12,8 @@ from ..render.etcd import etcd_as_static_pod
 from ..runner import Phase
 from ..spec import ControlPlaneForm, Node, Role
 from ..steps import ServicesStep, Step, WaitStep
-from .add_etcd_members import joining, promote_step
-from .services import NODE_SERVICES, api_ready, etcd_health, inputs_for
+from .add_etcd_members import member_ready_steps
+from .services import NODE_SERVICES, api_ready, inputs_for
 
 CONTROL_PLANE_SERVICES = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
@@ -30,9 +30,7 @@ def start_control_plane(ctx: RenderContext, nodes: list[Node], binaries_by_node:
             services = CONTROL_PLANE_SERVICES + services
         node_steps: list[Step] = [ServicesStep(services, inputs)]
         if etcd_as_static_pod(ctx, node):
-            node_steps += [promote_step(ctx, node)] if node in joining(ctx, [node]) else []
-            node_steps.append(WaitStep("etcd healthy", etcd_health(node), timeout=240,
-                                       what=f"etcd member {node.name} (static pod)"))
+            node_steps += member_ready_steps(ctx, node, timeout=240, what=f"etcd member {node.name} (static pod)")
         node_steps += [
             WaitStep("apiserver ready", api_ready(spec, node), timeout=240, what=f"kube-apiserver on {node.name}"),
             WaitStep("API through the load balancer", api_ready(spec), timeout=120, what=spec.api_server_url),

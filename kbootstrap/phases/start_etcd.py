@@ -12,9 +12,9 @@ from ..render import RenderContext
 from ..render.etcd import etcd_as_static_pod
 from ..runner import Phase
 from ..spec import Node
-from ..steps import ServicesStep, WaitStep
-from .add_etcd_members import joining, promote_step
-from .services import etcd_health, inputs_for
+from ..steps import ServicesStep
+from .add_etcd_members import member_ready_steps
+from .services import inputs_for
 
 
 def start_etcd(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
@@ -24,6 +24,5 @@ def start_etcd(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str
             continue
         inputs = inputs_for(ctx, node, binaries_by_node)
         steps[node.name] = [ServicesStep(["etcd"], {"etcd": inputs.get("etcd", set())}),
-                            *([promote_step(ctx, node)] if node in joining(ctx, [node]) else []),
-                            WaitStep("etcd healthy", etcd_health(node), timeout=120, what=f"etcd member {node.name}")]
+                            *member_ready_steps(ctx, node, timeout=120, what=f"etcd member {node.name}")]
     return Phase("etcd", steps)

@@ -7,7 +7,7 @@ override by flag name.
 
 from __future__ import annotations
 
-from ..etcd_members import FirstStart
+from ..etcd_members import FirstStart, client_url, peer_url
 from ..spec import ClusterSpec, Node
 
 PKI = "/etc/kubernetes/pki"
@@ -25,16 +25,15 @@ def _merge(spec: ClusterSpec, component: str, flags: dict[str, str]) -> list[str
 
 def etcd(spec: ClusterSpec, node: Node, start: FirstStart) -> list[str]:
     """`start`: the member's first-start settings (etcd_members), not re-derived from the inventory."""
-    ip = node.address
     # Only flags that etcd 3.4, 3.5 and 3.6 all accept (kubeadm's `experimental-*` flags were renamed in 3.6).
     return _merge(spec, "etcd", {
         "name": node.name,
         "data-dir": ETCD_DATA_DIR,
-        "advertise-client-urls": f"https://{ip}:2379",
-        "listen-client-urls": f"https://127.0.0.1:2379,https://{ip}:2379",
+        "advertise-client-urls": client_url(node),
+        "listen-client-urls": f"https://127.0.0.1:2379,{client_url(node)}",
         "listen-metrics-urls": "http://127.0.0.1:2381",
-        "initial-advertise-peer-urls": f"https://{ip}:2380",
-        "listen-peer-urls": f"https://{ip}:2380",
+        "initial-advertise-peer-urls": peer_url(node),
+        "listen-peer-urls": peer_url(node),
         "initial-cluster": start.flag(),
         "initial-cluster-state": start.state,
         "initial-cluster-token": spec.cluster.name,

@@ -94,16 +94,24 @@ def test_node_killed_mid_batch_leaves_no_half_file_and_rerun_converges(lab, batc
     container = lab.layout.container(lab.layout.node(NODE))
     t = _wait_ssh(spec)
     _clean(t, artifacts)
-    killer = threading.Timer(after, lambda: subprocess.run(["lxc-stop", "-k", "-n", container], capture_output=True))
-    killer.start()
     try:
-        result = run_phases({NODE: t}, [phase], apply=True)
+        result = _run_with_fault(t, phase, after, lambda: subprocess.run(["lxc-stop", "-k", "-n", container],
+                                                                          capture_output=True))
     finally:
-        killer.join()
-        t.close()
         subprocess.run(["lxc-start", "-n", container], check=True, capture_output=True)
     assert result.failed, f"the batch finished within {after:.1f}s: the fault came too late to test anything"
     _no_half_file_then_rerun_converges(spec, phase, artifacts, f"killed at {after:.1f}s")
+
+
+def _run_with_fault(t, phase, after: float, fault):
+    """The batch on `t`, with `fault()` fired `after` seconds into it; the transport closed afterwards."""
+    timer = threading.Timer(after, fault)
+    timer.start()
+    try:
+        return run_phases({NODE: t}, [phase], apply=True)
+    finally:
+        timer.join()
+        t.close()
 
 
 def _no_half_file_then_rerun_converges(spec, phase, artifacts, fault: str) -> None:
@@ -143,12 +151,6 @@ def test_ssh_cut_mid_batch_then_rerun_converges(lab, batch):
         if transport is not None:
             transport.sock.shutdown(2)
 
-    cutter = threading.Timer(0.4 * seconds, cut)
-    cutter.start()
-    try:
-        result = run_phases({NODE: t}, [phase], apply=True)
-    finally:
-        cutter.join()
-        t.close()
+    result = _run_with_fault(t, phase, 0.4 * seconds, cut)
     assert result.failed
     _no_half_file_then_rerun_converges(spec, phase, artifacts, f"SSH cut at {0.4 * seconds:.1f}s")
