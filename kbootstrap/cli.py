@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import os
 import sys
 from pathlib import Path
@@ -28,12 +30,19 @@ def default_cluster_dir(spec: ClusterSpec) -> Path:
     return base / "clusters" / spec.cluster.name
 
 
-def select_nodes(spec: ClusterSpec, hosts: tuple[str, ...]) -> list[Node]:
-    """The nodes named by --host (all when none), refusing names the inventory does not have."""
+def select_nodes(spec: ClusterSpec, hosts: tuple[str, ...], connected: bool = True) -> list[Node]:
+    """The nodes named by --host (all when none), refusing names the inventory does not have. connected: only
+    nodes kbootstrap reaches over SSH; a `join: local` worker named by --host is refused with the way to join it."""
     unknown = [h for h in hosts if h not in {n.name for n in spec.nodes}]
     if unknown:
         raise click.BadParameter(f"not in the inventory: {', '.join(unknown)}", param_hint="--host")
-    return [n for n in spec.nodes if not hosts or n.name in hosts]
+    local = [n.name for n in spec.local_nodes if n.name in hosts]
+    if connected and local:
+        raise click.BadParameter(f"{', '.join(local)}: 'join: local' in the inventory, so kbootstrap never connects to "
+                                 "it; run `kbootstrap join --local` on the node (`kbootstrap token create "
+                                 "--print-join-command` prints the command)", param_hint="--host")
+    pool = spec.connected_nodes if connected else spec.nodes
+    return [n for n in pool if not hosts or n.name in hosts]
 
 
 def _load(inventory: Path) -> ClusterSpec:
@@ -98,7 +107,7 @@ def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple
     from .render import RenderContext, render_host, write_tree
 
     spec = _load(inventory)
-    nodes = select_nodes(spec, hosts)
+    nodes = select_nodes(spec, hosts, connected=False)
     root = cluster_dir or default_cluster_dir(spec)
     pki = ensure_pki(spec, root)
     _print_pki_report(pki.report, root)
@@ -128,8 +137,11 @@ HOST_OPTIONS = [
 ]
 
 
-def host_options(fn):
-    for opt in reversed(HOST_OPTIONS):
+def host_options(fn, inventory_required: bool = True):
+    options = HOST_OPTIONS if inventory_required else [
+        click.option("-i", "--inventory", type=click.Path(path_type=Path), help=INVENTORY_HELP + " Not with --local."),
+        *HOST_OPTIONS[1:]]
+    for opt in reversed(options):
         fn = opt(fn)
     return fn
 
@@ -236,14 +248,24 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
 
 
 @main.command()
-@host_options
+@functools.partial(host_options, inventory_required=False)
 @ARTIFACTS_OPTION
 @click.option("--control-plane", is_flag=True,
               help="Join control planes added to the inventory after init (default: workers).")
 @click.option("--dry-run", is_flag=True, help="Show every change join would make, and make none (exit 3 if any).")
 @click.option("--timeout", default=300, show_default=True, help="Seconds to wait for the nodes to be Ready.")
+@click.option("--local", is_flag=True,
+              help="Join THIS machine, as root on it: a `join: local` worker of the inventory, with a token from "
+                   "`kbootstrap token create --print-join-command` (no inventory, no SSH, no CA key here).")
+@click.option("--server", metavar="URL", help="--local: the API server to discover from, e.g. https://10.0.0.10:6443.")
+@click.option("--token", "token", metavar="TOKEN", help="--local: the bootstrap token (shows in `ps`; prefer "
+                                                       "--token-file or KBOOTSTRAP_TOKEN).")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="--local: a file holding the token.")
+@click.option("--ca-cert-hash", metavar="sha256:HEX", help="--local: the cluster CA's public-key pin (as kubeadm's "
+                                                          "--discovery-token-ca-cert-hash).")
+@click.option("--node-name", help="--local: this node's name in the inventory (default: the host name).")
 def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts, control_plane, dry_run,
-         timeout) -> None:
+         timeout, local, server, token, token_file, ca_cert_hash, node_name) -> None:
     """Join workers (all of the inventory's, or those named by --host) to the cluster `init` made;
     with --control-plane, control planes added to the inventory since.
 
@@ -261,7 +283,27 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     with initial-cluster-state existing, and promoted once in sync; one control plane per etcd change,
     in inventory order. The load balancers reload with the new backend; every node gets the route to
     its pod subnet. Running etcd members and apiservers are not restarted.
+
+    \b
+    On the node itself (--local, as root; like `kubeadm join`): list the worker in the inventory with
+    `join: local` first, run `kbootstrap init` (or `apply`), then on the controller
+      kbootstrap token create -i INV --print-join-command
+    and run what it prints on the node, with the bundle there (--artifacts DIR). The node trusts the
+    cluster only if cluster-info is signed with the token and its CA matches --ca-cert-hash; it reads
+    its settings from the cluster (kube-system/kbootstrap-node-config) and runs the phases above on
+    itself. Its kubelet gets its client certificate by TLS bootstrap and its serving certificate by a
+    CSR that kbootstrap-csr-approver on the control planes approves after checking its name and address.
+    Exit 2 (nothing changed on the node) when the token, pin, profile, node name or bundle is refused.
+    A re-run on a joined node needs no token and changes nothing.
     """
+    if local:
+        return _join_local(inventory, hosts, control_plane, server, token, token_file, ca_cert_hash, artifacts,
+                           node_name, dry_run, timeout, output)
+    if inventory is None:
+        raise click.BadParameter("required (or --local, on the node itself)", param_hint="-i/--inventory")
+    if any((server, token, token_file, ca_cert_hash, node_name)):
+        raise click.BadParameter("--server, --token, --token-file, --ca-cert-hash and --node-name go with --local",
+                                 param_hint="--local")
     if control_plane:
         return _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output,
                                     artifacts, dry_run)
@@ -283,13 +325,30 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
         s.note(f"joining {', '.join(n.name for n in new) or 'no new node'}"
                + (f"; already joined: {', '.join(n.name for n in targets if n not in new)}" if len(new) < len(targets) else ""))
         if new and not dry_run:
-            with BootstrapToken(s, new) as token:
+            purpose = f"kbootstrap join of {', '.join(n.name for n in new)}; deleted when the join ends"
+            with BootstrapToken(s, purpose) as token:
                 result = s.run(join_phases(s.ctx, token.value, bundle, manifest, targets, new, timeout),
                                apply=True, parallel=parallel)
         else:
             result = s.run(join_phases(s.ctx, None, bundle, manifest, targets, [], timeout), apply=not dry_run,
                            parallel=parallel, diffs=dry_run)
     s.report(result)
+    exit_for(result, dry_run)
+
+
+def _join_local(inventory, hosts, control_plane, server, token, token_file, ca_cert_hash, artifacts, node_name,
+                dry_run, timeout, output) -> None:
+    from .join_local import read_token, run_local_join
+
+    if inventory is not None or hosts or control_plane:
+        raise click.BadParameter("--local joins this machine from the cluster's own settings: no -i, --host or "
+                                 "--control-plane", param_hint="--local")
+    missing = [f for f, v in (("--server", server), ("--ca-cert-hash", ca_cert_hash)) if not v]
+    if missing:
+        raise click.BadParameter(f"{' and '.join(missing)} needed (`kbootstrap token create --print-join-command` "
+                                 "on the controller prints them)", param_hint="--local")
+    result = run_local_join(server, read_token(token, token_file), ca_cert_hash, artifacts, node_name, dry_run,
+                            timeout, output)
     exit_for(result, dry_run)
 
 
@@ -314,7 +373,7 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
     except KbootstrapError as e:
         raise click.BadParameter(str(e), param_hint="--control-plane") from e
     bundle, manifest = load_bundle(spec, artifacts)
-    workers = [w for w in spec.workers if w not in spec.control_planes]
+    workers = [w for w in spec.workers if w not in spec.control_planes and not w.joins_locally]
     with session(spec, cluster_dir, init_nodes(spec, spec.nodes) + workers, "join", accept_new_host_keys, output) as s:
         record = s.ctx.etcd_record
         joined = [w for w in workers if w not in unjoined(s, workers)]
@@ -334,6 +393,59 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
     if not result.failed and not dry_run:
         write_admin_kubeconfig(s.ctx, s.root)
     exit_for(result, dry_run)
+
+
+def _duration(value: str) -> dt.timedelta:
+    import re
+
+    m = re.fullmatch(r"(\d+)([smhd])", value.strip())
+    if not m or int(m.group(1)) == 0:
+        raise click.BadParameter(f"{value!r}: expected a number and a unit, e.g. 30m, 1h, 2d", param_hint="--ttl")
+    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]: int(m.group(1))})
+
+
+@main.group()
+def token() -> None:
+    """Bootstrap tokens for `kbootstrap join --local` (a worker joining from the node itself)."""
+
+
+@token.command("create")
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
+@click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock).")
+@click.option("--ttl", default="1h", show_default=True,
+              help="How long the token may be used (30m, 1h, 2d); kube-controller-manager deletes it then.")
+@click.option("--print-join-command", is_flag=True,
+              help="Print the whole `kbootstrap join --local` command for the node, not only the token.")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="Record the SSH host key of the first control plane if seen for the first time.")
+def token_create(inventory, cluster_dir, ttl, print_join_command, accept_new_host_keys) -> None:
+    """Make a bootstrap token on the cluster and print it (stdout; everything else goes to stderr).
+
+    \b
+    The token authenticates a kubelet's first CSR (group system:bootstrappers:kubeadm:default-node-token)
+    and signs cluster-info for discovery; it is not deleted when used, so keep the TTL short. The join
+    command carries the API URL and the pin of the cluster CA's public key (sha256 of its
+    SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash).
+    """
+    from .discovery import ca_pin
+    from .engine_cli import session
+    from .join_nodes import BootstrapToken, wait_signed
+
+    spec = _load(inventory)
+    if not spec.local_nodes:
+        err.print("[yellow]note:[/] no node of the inventory has `join: local`; `join --local` refuses a node "
+                  "the inventory does not list that way")
+    first = spec.control_planes[0]
+    with session(spec, cluster_dir, [first], "token create", accept_new_host_keys, "text") as s:
+        made = BootstrapToken(s, "kbootstrap token create: join --local", _duration(ttl), signing=True).create()
+        wait_signed(s, made.id)
+        pin = ca_pin(s.ctx.pki.ca("ca").cert_pem)
+    if not print_join_command:
+        click.echo(made.value)
+        return
+    click.echo(f"kbootstrap join --local --server {spec.api_server_url} --token {made.value} --ca-cert-hash {pin}")
+    err.print(f"on the node, as root, with the {spec.cluster.kubernetes_version} bundle there: add --artifacts DIR "
+              f"unless it is in the node's default cache; the token expires {made.expires}")
 
 
 @main.group()

@@ -86,5 +86,5 @@ def init_phases(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: lis
         start_control_plane(ctx, nodes, binaries),
     ]
     if spec.control_planes[0] in nodes:
-        phases.append(bootstrap_cluster(ctx, ready=[n.name for n in spec.control_planes if n in nodes]))
+        phases.append(bootstrap_cluster(ctx, nodes, [n.name for n in spec.control_planes if n in nodes], binaries))
     return phases

@@ -24,8 +24,9 @@ from .phases.install_packages import install_packages
 from .phases.install_runtime import install_runtime
 from .phases.prepare_os import prepare_os
 from .phases.services import kubectl, nodes_ready
-from .phases.start_nodes import start_nodes
+from .phases.start_nodes import start_local_node, start_nodes
 from .render import RenderContext
+from .render.node import KUBELET_CLIENT, KUBELET_SERVER
 from .render.cluster_addons import BOOTSTRAP_GROUP
 from .runner import Phase
 from .spec import Node, Role
@@ -33,7 +34,6 @@ from .steps import CommandStep, WaitStep
 from .transport import remote
 from .render.templates import dump_yaml
 
-KUBELET_CLIENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"
 TOKEN_TTL = dt.timedelta(minutes=15)
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -53,62 +53,119 @@ def unjoined(s: Session, nodes: list[Node]) -> list[Node]:
 
 
 class BootstrapToken:
-    """A bootstrap token Secret on the cluster for the duration of a `with` block."""
+    """A bootstrap token Secret on the cluster. As a `with` block: made for one `kbootstrap join` and deleted
+    when it ends. `create()` alone: for `kbootstrap token create` (join --local on a node), which also lets
+    kube-controller-manager sign cluster-info with it (discovery) and leaves it to expire."""
 
-    def __init__(self, s: Session, for_nodes: list[Node]):
+    def __init__(self, s: Session, purpose: str, ttl: dt.timedelta = TOKEN_TTL, signing: bool = False):
         self.s = s
         self.first = s.ctx.spec.control_planes[0].name
         self.id = "".join(secrets.choice(_ALPHABET) for _ in range(6))
         self.value = f"{self.id}.{''.join(secrets.choice(_ALPHABET) for _ in range(16))}"
-        self.for_nodes = ", ".join(n.name for n in for_nodes)
+        self.purpose, self.ttl, self.signing = purpose, ttl, signing
+        self.expires = ""
 
-    def __enter__(self) -> "BootstrapToken":
-        expires = dt.datetime.now(dt.timezone.utc) + TOKEN_TTL
-        doc = {
-            "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
-            "metadata": {"name": f"bootstrap-token-{self.id}", "namespace": "kube-system"},
-            "stringData": {
-                "description": f"kbootstrap join of {self.for_nodes}; deleted when the join ends",
-                "token-id": self.id, "token-secret": self.value.split(".")[1],
-                "expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "usage-bootstrap-authentication": "true", "auth-extra-groups": BOOTSTRAP_GROUP,
-            },
+    def create(self) -> "BootstrapToken":
+        self.expires = (dt.datetime.now(dt.timezone.utc) + self.ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
+        data = {
+            "description": self.purpose,
+            "token-id": self.id, "token-secret": self.value.split(".")[1], "expiration": self.expires,
+            "usage-bootstrap-authentication": "true", "auth-extra-groups": BOOTSTRAP_GROUP,
         }
+        if self.signing:
+            data["usage-bootstrap-signing"] = "true"
+        doc = {"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+               "metadata": {"name": f"bootstrap-token-{self.id}", "namespace": "kube-system"}, "stringData": data}
         # The token travels on stdin, never in argv (visible in ps) or in an error message.
         r = self.s.transports[self.first].run(kubectl("create", "-f", "-"), sudo=True, stdin=dump_yaml(doc))
         if not r.ok:
             raise JoinError(f"{self.first}: could not create a bootstrap token (exit {r.rc}): {r.stderr_tail()}")
-        self.s.note(f"{self.first}: bootstrap token {self.id} made for {self.for_nodes}, expires {doc['stringData']['expiration']}")
+        self.s.note(f"{self.first}: bootstrap token {self.id} made ({self.purpose}), expires {self.expires}")
         return self
+
+    def __enter__(self) -> "BootstrapToken":
+        return self.create()
 
     def __exit__(self, *exc) -> None:
         r = self.s.transports[self.first].run(
             kubectl("delete", "secret", "-n", "kube-system", f"bootstrap-token-{self.id}", "--ignore-not-found"),
             sudo=True)
         self.s.note(f"{self.first}: bootstrap token {self.id} " + ("deleted" if r.ok else
-                    f"NOT deleted (exit {r.rc}); it expires by itself within {TOKEN_TTL}"))
+                    f"NOT deleted (exit {r.rc}); it expires by itself within {self.ttl}"))
 
 
-def join_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, nodes: list[Node],
-                new: list[Node], timeout: float = 300) -> list[Phase]:
-    spec = ctx.spec
-    binaries = {n.name: bundle_payload.binaries(spec, n, bundle, manifest) for n in nodes}
+def wait_signed(s: Session, token_id: str, timeout: float = 60) -> None:
+    """Until kube-controller-manager's bootstrapsigner has signed cluster-info for the token (within seconds):
+    discovery on a node refuses a token whose signature is not there yet."""
+    import json
+    import time
+
+    first = s.ctx.spec.control_planes[0].name
+    deadline = time.monotonic() + timeout
+    while True:
+        r = s.transports[first].run(kubectl("get", "configmap", "-n", "kube-public", "cluster-info", "-o", "json"),
+                                    sudo=True)
+        if r.ok and f"jws-kubeconfig-{token_id}" in json.loads(r.stdout).get("data", {}):
+            return
+        if time.monotonic() >= deadline:
+            raise JoinError(f"{first}: cluster-info has no signature for token {token_id} after {timeout:.0f}s "
+                            "(is kube-controller-manager running with the bootstrapsigner controller, and was "
+                            "cluster-info published by `kbootstrap init`?)")
+        time.sleep(1)
+
+
+def install_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, nodes: list[Node],
+                   new: list[Node]) -> list[Phase]:
+    """Everything on the joining nodes themselves before their services start; `new` nodes get the
+    bootstrap kubeconfig with `token`."""
     files = configure_files(ctx, [n for n in nodes if n not in new])
     if new and token:
         files.steps |= configure_files(replace(ctx, bootstrap_token=token), new).steps
-    first = spec.control_planes[0].name
-    names = [n.name for n in nodes]
     return [
         prepare_os(ctx, nodes),
         install_packages(ctx, bundle, manifest, nodes),
         install_runtime(ctx, bundle, manifest, nodes),
         install_kubernetes(ctx, bundle, manifest, nodes),
         files,
-        start_nodes(ctx, nodes, binaries),
+    ]
+
+
+def _binaries(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> dict[str, list]:
+    return {n.name: bundle_payload.binaries(ctx.spec, n, bundle, manifest) for n in nodes}
+
+
+def cleanup_phase(nodes: list[Node]) -> Phase:
+    # The bootstrap kubeconfig held the token: once the kubelet has its own certificate, remove it.
+    return Phase("cleanup", {n.name: [CommandStep("remove bootstrap kubeconfig",
+                                                  probe=["test", "!", "-e", BOOTSTRAP_KUBECONFIG],
+                                                  command=["rm", "-f", BOOTSTRAP_KUBECONFIG])] for n in nodes})
+
+
+def join_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, nodes: list[Node],
+                new: list[Node], timeout: float = 300) -> list[Phase]:
+    first = ctx.spec.control_planes[0].name
+    names = [n.name for n in nodes]
+    return [
+        *install_phases(ctx, token, bundle, manifest, nodes, new),
+        start_nodes(ctx, nodes, _binaries(ctx, bundle, manifest, nodes)),
         Phase("ready", {first: [WaitStep("nodes Ready", nodes_ready(names), timeout=timeout, interval=3,
                                          what="nodes " + ", ".join(names))]}),
-        # The bootstrap kubeconfig held the token: once the kubelet has its own certificate, remove it.
-        Phase("cleanup", {n.name: [CommandStep("remove bootstrap kubeconfig",
-                                               probe=["test", "!", "-e", BOOTSTRAP_KUBECONFIG],
-                                               command=["rm", "-f", BOOTSTRAP_KUBECONFIG])] for n in nodes}),
+        cleanup_phase(nodes),
+    ]
+
+
+def local_join_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, node: Node,
+                      timeout: float = 300) -> list[Phase]:
+    """`join --local` on the node: its phases, with kube-proxy started once the kubelet holds the client
+    certificate kube-proxy runs on, then the serving certificate awaited (the Node Ready wait follows, read
+    as the node through the API)."""
+    return [
+        *install_phases(ctx, token, bundle, manifest, [node], [node] if token else []),
+        start_local_node(ctx, node, _binaries(ctx, bundle, manifest, [node]), timeout),
+        Phase("ready", {node.name: [
+            WaitStep("kubelet serving certificate", ["test", "-s", KUBELET_SERVER], timeout=timeout, interval=2,
+                     what=f"{KUBELET_SERVER} (approved by kbootstrap-csr-approver on the control planes; "
+                          "`kubectl get csr` shows a Pending one and the approver's journal says why)"),
+        ]}),
+        cleanup_phase([node]),
     ]

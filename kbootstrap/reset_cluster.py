@@ -37,6 +37,7 @@ from .phases.install_runtime import CRICTL
 from .phases.services import kubectl
 from .render import RenderContext, flags, render_host
 from .render.etcd import etcd_as_static_pod
+from .render.csr_approver import SERVICE as APPROVER, runs_approver
 from .reset_steps import RemovePathsStep, StopServicesStep
 from .steps import ShellStep
 from .runner import Phase
@@ -67,6 +68,8 @@ def services_to_stop(ctx: RenderContext, node: Node) -> list[str]:
         out.append("etcd")
     if node.has(Role.LOADBALANCER):
         out += ["haproxy"] + (["keepalived"] if spec.load_balancer.vip is not None else [])
+    if runs_approver(ctx, node):
+        out.append(APPROVER)
     return out
 
 

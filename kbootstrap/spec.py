@@ -105,6 +105,11 @@ class NodeSSH(_Model):
     sudo: bool | None = None
 
 
+class JoinMethod(StrEnum):
+    SSH = "ssh"  # kbootstrap connects and joins the node (init/join)
+    LOCAL = "local"  # the node joins itself: `kbootstrap join --local` run on it with a token; never connected to
+
+
 class NodeSize(_Model):
     """Only the lab reads this (VM/container sizes); kbootstrap ignores it on real hosts."""
 
@@ -123,6 +128,9 @@ class Node(_Model):
         default_factory=dict, description="Kubernetes node labels"
     )
     size: NodeSize = Field(default_factory=NodeSize)
+    join: JoinMethod = Field(
+        JoinMethod.SSH, description="ssh: kbootstrap connects and joins it; local: a worker that joins itself with "
+                                    "`kbootstrap join --local` (listed so it gets a pod subnet, routes and a hosts entry)")
 
     @field_validator("roles")
     @classmethod
@@ -133,6 +141,10 @@ class Node(_Model):
 
     def has(self, role: Role) -> bool:
         return role in self.roles
+
+    @property
+    def joins_locally(self) -> bool:
+        return self.join is JoinMethod.LOCAL
 
 
 class ClusterSettings(_Model):
@@ -257,6 +269,15 @@ class ClusterSpec(Inventory):
     def kubelet_nodes(self) -> list[Node]:
         """Nodes that register with the API: every control plane (both forms) and every worker."""
         return [n for n in self.nodes if n.has(Role.CONTROL_PLANE) or n.has(Role.WORKER)]
+
+    @property
+    def connected_nodes(self) -> list[Node]:
+        """The nodes kbootstrap reaches over SSH: all but the `join: local` workers."""
+        return [n for n in self.nodes if not n.joins_locally]
+
+    @property
+    def local_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.joins_locally]
 
     def node(self, name: str) -> Node:
         for n in self.nodes:
@@ -498,6 +519,16 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
         )
     if 0 < len(members) < 3:
         warnings.append(f"{len(members)} etcd member(s): the cluster cannot survive the loss of an etcd member (use 3)")
+
+    for i, n in enumerate(inv.nodes):
+        if not n.joins_locally:
+            continue
+        if n.roles != [Role.WORKER]:
+            problems.append(Problem(node_path(i, n, "join"), "local: only a worker joins itself (roles: [worker]); "
+                                                             "control planes, etcd and load balancers are joined over SSH"))
+        if n.ssh is not None or n.host_key is not None:
+            problems.append(Problem(node_path(i, n, "join"), "local: kbootstrap never connects to this node, so "
+                                                             "'ssh' and 'host_key' do not apply; remove them"))
 
     # load balancer
     lb = inv.load_balancer

@@ -1,5 +1,6 @@
-"""Phase `cluster`, on the first control plane: the cluster-wide RBAC for node bootstrap and admins, then
-the given nodes Ready.
+"""Phase `cluster`, on the first control plane: the cluster-wide RBAC for node bootstrap and admins,
+cluster-info for token discovery (and, with `join: local` workers, their node profile and RBAC), then the
+given nodes Ready. With `join: local` workers, every control plane also starts kbootstrap-csr-approver.
 
 `kubectl diff` is the probe, so a cluster that already has these objects is left alone (no change).
 """
@@ -7,11 +8,13 @@ the given nodes Ready.
 from __future__ import annotations
 
 from ..render import RenderContext
-from ..render.cluster_addons import BOOTSTRAP_RBAC
+from ..render.cluster_addons import addon_paths
+from ..render.csr_approver import SERVICE, runs_approver
 from ..runner import Phase
-from ..steps import CommandStep, WaitStep
+from ..spec import Node
+from ..steps import CommandStep, ServicesStep, WaitStep
 from ..transport.base import quote
-from .services import SUPER_ADMIN_CONF, kubectl, nodes_ready
+from .services import SUPER_ADMIN_CONF, inputs_for, kubectl, nodes_ready
 
 ROLE = "node-role.kubernetes.io/control-plane"
 # Passes when each given node carries the control-plane label and its NoSchedule taint (others may too: a
@@ -30,12 +33,23 @@ def _mark_control_planes(names: list[str]) -> CommandStep:
                        command=["sh", "-ec", f"{label} && {taint}"], detail=f"label and taint {ROLE}")
 
 
-def bootstrap_cluster(ctx: RenderContext, ready: list[str], timeout: float = 300) -> Phase:
+def _apply(path: str) -> CommandStep:
+    """Server-side apply owns only the fields kbootstrap writes: bootstrapsigner's signatures in cluster-info
+    stay, and the diff probe sees no change on a cluster that has these objects."""
+    return CommandStep(f"apply {path.rsplit('/', 1)[-1]}",
+                       probe=kubectl("diff", "--server-side", "-f", path, kubeconfig=SUPER_ADMIN_CONF),
+                       command=kubectl("apply", "--server-side", "-f", path, kubeconfig=SUPER_ADMIN_CONF), detail=path)
+
+
+def bootstrap_cluster(ctx: RenderContext, nodes: list[Node], ready: list[str], binaries_by_node: dict[str, list],
+                      timeout: float = 300) -> Phase:
     first = ctx.spec.control_planes[0]
-    return Phase("cluster", {first.name: [
-        CommandStep("bootstrap RBAC", probe=kubectl("diff", "--server-side", "-f", BOOTSTRAP_RBAC, kubeconfig=SUPER_ADMIN_CONF),
-                    command=kubectl("apply", "--server-side", "-f", BOOTSTRAP_RBAC, kubeconfig=SUPER_ADMIN_CONF),
-                    detail=BOOTSTRAP_RBAC),
+    steps: dict[str, list] = {n.name: [ServicesStep([SERVICE], inputs_for(ctx, n, binaries_by_node))]
+                              for n in nodes if runs_approver(ctx, n)}
+    steps[first.name] = [
+        *(_apply(p) for p in addon_paths(ctx)),
         WaitStep("nodes Ready", nodes_ready(ready), timeout=timeout, interval=3, what="nodes " + ", ".join(ready)),
         _mark_control_planes(ready),
-    ]})
+        *steps.get(first.name, []),
+    ]
+    return Phase("cluster", steps)

@@ -4,9 +4,10 @@ routes to the other nodes' pod subnets."""
 from __future__ import annotations
 
 from ..render import RenderContext
+from ..render.node import KUBELET_CLIENT
 from ..runner import Phase
 from ..spec import Node
-from ..steps import ServicesStep
+from ..steps import ServicesStep, WaitStep
 from .services import NODE_SERVICES, inputs_for
 
 
@@ -15,3 +16,15 @@ def start_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[st
         n.name: [ServicesStep(NODE_SERVICES, inputs_for(ctx, n, binaries_by_node))]
         for n in nodes
     })
+
+
+def start_local_node(ctx: RenderContext, node: Node, binaries_by_node: dict[str, list], timeout: float) -> Phase:
+    """A `join: local` worker: kube-proxy runs on the kubelet's client certificate, so it starts only once TLS
+    bootstrap has written it (started earlier, it would fail and wait for systemd's restart)."""
+    inputs = inputs_for(ctx, node, binaries_by_node)
+    return Phase("node", {node.name: [
+        ServicesStep([s for s in NODE_SERVICES if s != "kube-proxy"], inputs),
+        WaitStep("kubelet client certificate", ["test", "-s", KUBELET_CLIENT], timeout=timeout, interval=1,
+                 what=f"{KUBELET_CLIENT} (TLS bootstrap: the token's CSR, approved by kube-controller-manager)"),
+        ServicesStep(["kube-proxy"], inputs),
+    ]})

@@ -35,7 +35,7 @@ _EKU = {Usage.SERVER: ExtendedKeyUsageOID.SERVER_AUTH, Usage.CLIENT: ExtendedKey
 
 @dataclass(frozen=True)
 class KeyCert:
-    key: PrivateKey
+    key: PrivateKey  # None only in `ca_only`'s CA: a node that joins by itself never holds a CA key
     cert: x509.Certificate
 
     @property
@@ -91,6 +91,14 @@ class ClusterPKI:
 
     def ca(self, name: str) -> KeyCert:
         return self.certs[(name, None)]
+
+
+def ca_only(ca_pem: bytes) -> ClusterPKI:
+    """All a node that joins by itself (`join --local`) knows of the PKI: the cluster CA's certificate, as
+    discovery verified it. Rendering for a `join: local` worker reads nothing else (pki/table.py gives it
+    no kbootstrap-issued certificate)."""
+    ca = KeyCert(key=None, cert=x509.load_pem_x509_certificate(ca_pem))  # type: ignore[arg-type]
+    return ClusterPKI(Path("/nonexistent"), {("ca", None): ca}, {}, PKIReport())
 
 
 def key_pem(key: PrivateKey) -> bytes:

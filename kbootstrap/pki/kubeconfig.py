@@ -21,11 +21,22 @@ def kubeconfig(cluster: str, server: str, ca_pem: bytes, user: str, client: KeyC
         credentials = {"client-certificate-data": _b64(client.cert_pem), "client-key-data": _b64(client.key_pem)}
     elif token is not None:
         credentials = {"token": token}
+    return _doc(cluster, server, {"certificate-authority-data": _b64(ca_pem)}, user, credentials)
+
+
+def kubeconfig_from_files(cluster: str, server: str, ca_file: str, user: str, cert_and_key_file: str) -> bytes:
+    """A kubeconfig that names files instead of embedding them: client-go re-reads a client certificate file
+    that changes, so a component on the kubelet's rotating certificate follows its renewals."""
+    return _doc(cluster, server, {"certificate-authority": ca_file}, user,
+                {"client-certificate": cert_and_key_file, "client-key": cert_and_key_file})
+
+
+def _doc(cluster: str, server: str, ca: dict[str, str], user: str, credentials: dict[str, str]) -> bytes:
     context = f"{user}@{cluster}"
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": _b64(ca_pem)}}],
+        "clusters": [{"name": cluster, "cluster": {"server": server, **ca}}],
         "contexts": [{"name": context, "context": {"cluster": cluster, "user": user}}],
         "current-context": context,
         "preferences": {},

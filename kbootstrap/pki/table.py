@@ -32,6 +32,7 @@ class Hosts(StrEnum):
     KUBELET_NODES = "kubelet-nodes"  # control planes and workers
     KUBELET_NODES_AND_LOADBALANCERS = "kubelet-nodes+loadbalancers"  # HAProxy verifies apiservers with the CA
     FIRST_CONTROL_PLANE = "first-control-plane"
+    APPROVERS = "control-planes-with-local-joins"  # control planes, when some worker joins itself (`join: local`)
 
 
 class PerNode(StrEnum):
@@ -154,7 +155,10 @@ KUBECONFIGS: tuple[KubeconfigRow, ...] = (
                   per_node=PerNode.CONTROL_PLANE,
                   purpose="control-plane kubelets; workers get theirs by TLS bootstrap at join"),
     KubeconfigRow("kube-proxy.conf", "system:kube-proxy", (), Hosts.KUBELET_NODES, kubeadm=False,
-                  purpose="kube-proxy on every node (kubeadm uses a service account instead)"),
+                  purpose="kube-proxy on every node but `join: local` workers (kubeadm uses a service account)"),
+    KubeconfigRow("csr-approver.conf", "kbootstrap:csr-approver", (), Hosts.APPROVERS, kubeadm=False,
+                  purpose="approves the kubelet serving certificates of `join: local` workers, checking their "
+                          "names and addresses against the inventory"),
 )
 
 CERT_BY_NAME: dict[str, CertRow] = {r.name: r for r in CERTS}
@@ -172,10 +176,13 @@ def nodes_for(spec: ClusterSpec, hosts: Hosts | PerNode) -> list[Node]:
             return spec.etcd_members
         case Hosts.ETCD_AND_CONTROL_PLANES:
             return [n for n in spec.nodes if spec.is_etcd_member(n) or n.has(Role.CONTROL_PLANE)]
+        case Hosts.APPROVERS:
+            return spec.control_planes if spec.local_nodes else []
         case Hosts.KUBELET_NODES | PerNode.KUBELET_NODE:
-            return spec.kubelet_nodes
+            # A `join: local` worker holds no kbootstrap-issued key: its kubelet gets both certificates by CSR.
+            return [n for n in spec.kubelet_nodes if not n.joins_locally]
         case Hosts.KUBELET_NODES_AND_LOADBALANCERS:
-            return [n for n in spec.nodes if n in spec.kubelet_nodes or n.has(Role.LOADBALANCER)]
+            return [n for n in spec.nodes if n in spec.kubelet_nodes or n.has(Role.LOADBALANCER)]  # local ones too
     raise ValueError(hosts)
 
 

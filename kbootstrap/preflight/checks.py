@@ -91,7 +91,7 @@ def _api_frontends(spec: ClusterSpec) -> list[tuple[str, str]]:
 def reach_targets(spec: ClusterSpec, node: Node) -> list[Target]:
     """Where this node must be able to connect. A refusal counts as reachable: nothing listens before init."""
     out = [Target(o.name, str(o.address), spec.ssh_for(o).port, "node-to-node traffic (tried on sshd's port)")
-           for o in spec.nodes]
+           for o in spec.connected_nodes]  # a `join: local` worker may not be up yet
     for m in spec.etcd_members:
         if spec.is_etcd_member(node):
             out.append(Target(m.name, str(m.address), 2380, "etcd peer traffic"))
@@ -104,7 +104,7 @@ def reach_targets(spec: ClusterSpec, node: Node) -> list[Target]:
         out += [Target(c.name, str(c.address), APISERVER_PORT, "haproxy to kube-apiserver") for c in spec.control_planes]
     if node.has(Role.CONTROL_PLANE):
         out += [Target(k.name, str(k.address), 10250, "kube-apiserver to kubelet (logs, exec)")
-                for k in spec.kubelet_nodes]
+                for k in spec.kubelet_nodes if not k.joins_locally]
     unique: dict[tuple[str, int], Target] = {}
     for t in out:
         if t.address != str(node.address):

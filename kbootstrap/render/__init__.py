@@ -15,6 +15,7 @@ from .context import RenderContext
 from .cluster_addons import cluster_addon_files
 from .cni import cni_files
 from .control_plane import control_plane_files
+from .csr_approver import approver_files
 from .etcd import etcd_files
 from .loadbalancer import loadbalancer_files
 from .node import kernel_files, kube_proxy_files, kubelet_files, runtime_files
@@ -33,9 +34,9 @@ def render_host(ctx: RenderContext, node: Node) -> list[Artifact]:
     if spec.is_etcd_member(node):
         out += etcd_files(ctx, node)
     if node.has(Role.CONTROL_PLANE):
-        out += control_plane_files(ctx, node)
+        out += control_plane_files(ctx, node) + approver_files(ctx, node)
     if node == spec.control_planes[0]:
-        out += cluster_addon_files()
+        out += cluster_addon_files(ctx)
     if node in spec.kubelet_nodes:
         out += runtime_files(ctx, node) + kubelet_files(ctx, node) + kube_proxy_files(ctx, node)
         out += cni_files(ctx, node)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..artifact import Artifact
-from ..pki.kubeconfig import kubeconfig
+from ..pki.kubeconfig import kubeconfig, kubeconfig_from_files
 from ..spec import Node, Role
 from . import flags
 from .context import RenderContext
@@ -11,6 +11,8 @@ from .templates import base_document, deep_merge, dump_yaml, render_text
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBE_PROXY_CONFIG = "/var/lib/kube-proxy/config.conf"
+KUBELET_CLIENT = "/var/lib/kubelet/pki/kubelet-client-current.pem"  # the kubelet's rotating client cert and key
+KUBELET_SERVER = "/var/lib/kubelet/pki/kubelet-server-current.pem"  # its serving cert, by CSR (serverTLSBootstrap)
 
 
 def runtime_files(ctx: RenderContext, node: Node) -> list[Artifact]:
@@ -45,6 +47,13 @@ def kubelet_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     doc |= {"clusterDomain": spec.cluster.domain, "clusterDNS": [str(spec.cluster_dns)]}
     if not spec.container_runtime.systemd_cgroup:
         doc["cgroupDriver"] = "cgroupfs"
+    if node.joins_locally:
+        # No CA key on the node: the kubelet asks for its serving certificate by CSR, which kube-controller-
+        # manager signs with the cluster CA (so --kubelet-certificate-authority still holds) once the
+        # control planes' kbootstrap-csr-approver has checked its names. Without the file paths, the
+        # kubelet's certificate store cannot fall back to a self-signed pair.
+        doc["serverTLSBootstrap"] = True
+        del doc["tlsCertFile"], doc["tlsPrivateKeyFile"]
     doc = deep_merge(doc, spec.component_config.get("kubelet", {}))
     out = [
         Artifact(KUBELET_CONFIG, dump_yaml(doc), restarts=("kubelet",), component="kubelet"),
@@ -68,6 +77,13 @@ def kube_proxy_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     doc |= {"clusterCIDR": str(spec.network.pod_cidr), "hostnameOverride": node.name}
     doc = deep_merge(doc, spec.component_config.get("kube-proxy", {}))
     out = [Artifact(KUBE_PROXY_CONFIG, dump_yaml(doc), restarts=("kube-proxy",), component="kube-proxy")]
+    if node.joins_locally:
+        # No shared kube-proxy key on a node that joined by token: kube-proxy authenticates as the node
+        # (system:node:NAME, group system:nodes, bound to system:node-proxier) and follows its renewals.
+        out.append(Artifact("/etc/kubernetes/kube-proxy.conf",
+                            kubeconfig_from_files(spec.cluster.name, spec.api_server_url, f"{flags.PKI}/ca.crt",
+                                                  f"system:node:{node.name}", KUBELET_CLIENT),
+                            0o600, restarts=("kube-proxy",), component="kube-proxy"))
     # A systemd service in both control-plane forms: kube-proxy drives the host's iptables userland, which
     # an image built from the Go modules alone cannot carry (upstream's image adds distroless-iptables).
     out.append(Artifact("/etc/systemd/system/kube-proxy.service",

@@ -19,19 +19,20 @@ def pki_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     spec, pki = ctx.spec, ctx.pki
     out: list[Artifact] = []
     for row in CERTS:
-        if not _issued_for(ctx, row.per_node, node):
+        cert, key = receives(spec, row.cert_to, node), receives(spec, row.key_to, node)
+        if not (cert or key) or not _issued_for(ctx, row.per_node, node):
             continue
         kc = pki.get(row.name, None if row.per_node is PerNode.SHARED else node.name)
-        if receives(spec, row.cert_to, node):
+        if cert:
             out.append(Artifact(f"{PKI}/{row.base}.crt", kc.cert_pem, 0o644, component="pki"))
-        if receives(spec, row.key_to, node):
+        if key:
             out.append(Artifact(f"{PKI}/{row.base}.key", kc.key_pem, 0o600, secret=True, component="pki"))
     for kp in KEYPAIRS:
-        key = pki.keypairs[kp.name]
         if receives(spec, kp.private_to, node):
-            out.append(Artifact(f"{PKI}/{kp.base}.key", key_pem(key), 0o600, secret=True, component="pki"))
+            out.append(Artifact(f"{PKI}/{kp.base}.key", key_pem(pki.keypairs[kp.name]), 0o600, secret=True,
+                                component="pki"))
         if receives(spec, kp.public_to, node):
-            out.append(Artifact(f"{PKI}/{kp.base}.pub", public_pem(key), 0o644, component="pki"))
+            out.append(Artifact(f"{PKI}/{kp.base}.pub", public_pem(pki.keypairs[kp.name]), 0o644, component="pki"))
     ca_pem = pki.ca("ca").cert_pem
     for row in KUBECONFIGS:
         if not receives(spec, row.to, node) or not _issued_for(ctx, row.per_node, node):

@@ -19,7 +19,7 @@ def problems(data) -> list[str]:
     return [str(p) for p in e.value.problems]
 
 
-@pytest.mark.parametrize("name", ["lab-stacked", "lab-external", "lab-mini", "example"])
+@pytest.mark.parametrize("name", ["lab-stacked", "lab-external", "lab-mini", "lab-local", "example"])
 def test_shipped_inventories_load(name):
     spec = load_inventory(INVENTORIES / f"{name}.yaml")
     assert spec.control_planes
@@ -183,3 +183,9 @@ def test_schema_is_json_schema_with_every_section():
     schema = json.loads(json_schema())
     assert schema["$schema"].endswith("2020-12/schema")
     assert {"cluster", "nodes", "ssh", "load_balancer", "network", "certificates"} <= set(schema["properties"])
+
+
+def test_shipped_schema_is_current():
+    """inventories/inventory.schema.json (for editors) is what `kbootstrap schema` prints today."""
+    assert json.loads((INVENTORIES / "inventory.schema.json").read_text()) == json.loads(json_schema()), \
+        "regenerate: python3 -m kbootstrap schema > inventories/inventory.schema.json"

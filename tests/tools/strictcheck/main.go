@@ -43,6 +43,10 @@ var kinds = map[string]func() any{
 	"v1 Config":                                                 func() any { return &clientcmdv1.Config{} },
 	"kubescheduler.config.k8s.io/v1 KubeSchedulerConfiguration": func() any { return &kubeschedulerv1.KubeSchedulerConfiguration{} },
 	"rbac.authorization.k8s.io/v1 ClusterRoleBinding":           func() any { return &rbacv1.ClusterRoleBinding{} },
+	"rbac.authorization.k8s.io/v1 ClusterRole":                  func() any { return &rbacv1.ClusterRole{} },
+	"rbac.authorization.k8s.io/v1 Role":                         func() any { return &rbacv1.Role{} },
+	"rbac.authorization.k8s.io/v1 RoleBinding":                  func() any { return &rbacv1.RoleBinding{} },
+	"v1 ConfigMap":                                              func() any { return &corev1.ConfigMap{} },
 }
 
 func checkDoc(doc []byte) (apiVersion, kind string, err error) {

@@ -1,0 +1,204 @@
+"""`kbootstrap join --local`: a `join: local` worker joins itself, run as root on the node, like `kubeadm join`.
+
+The node holds no inventory, no SSH access to anything and no CA key. It learns and trusts the cluster from
+a bootstrap token and the CA's public-key pin (discovery.py), reads the node profile the cluster publishes
+(node_profile.py), and then runs the same phases `kbootstrap join` runs over SSH, on this machine. The
+kubelet gets its client certificate by TLS bootstrap and its serving certificate by CSR (approved by the
+control planes' kbootstrap-csr-approver); kube-proxy runs on the kubelet's client certificate.
+
+Every check that can refuse (arguments, discovery, the profile, this node's name and address, the bundle)
+runs before anything on the node is written.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .discovery import DiscoveryError, ca_pin, discover, parse_token
+from .errors import KbootstrapError
+from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
+from .render.node import KUBELET_CLIENT
+from .spec import ClusterSpec, Node
+
+STATE_DIR = Path("/var/lib/kbootstrap/local")  # lock, journal and run logs of join --local on this node
+LOCAL_CA = "/etc/kubernetes/pki/ca.crt"
+
+
+class LocalJoinError(KbootstrapError):
+    pass
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What the node trusts and how it authenticates: a bootstrap token (first join) or, once joined, its
+    kubelet's client certificate (a re-run needs no token)."""
+
+    server: str  # where to read from: --server
+    ca_pem: bytes
+    token: str | None
+    client_cert: str | None  # cert and key in one PEM file
+
+    @property
+    def joined(self) -> bool:
+        return self.client_cert is not None
+
+
+def establish_trust(server: str, token: str | None, ca_cert_hash: str, ca_file: str = LOCAL_CA,
+                    client_cert: str = KUBELET_CLIENT, wait: float = 30) -> Trust:
+    """A joined node (a kubelet client certificate, and a CA with the pinned key) trusts what it has;
+    otherwise the token and pin must pass discovery."""
+    ca = Path(ca_file)
+    if Path(client_cert).is_file() and ca.is_file():
+        if ca_pin(ca.read_bytes()) != ca_cert_hash:
+            raise LocalJoinError(f"{ca_file} has public key {ca_pin(ca.read_bytes())}, --ca-cert-hash says "
+                                 f"{ca_cert_hash}: this node belongs to another cluster (`kbootstrap reset` it first)")
+        return Trust(server, ca.read_bytes(), None, client_cert)
+    if token is None:
+        raise LocalJoinError("--token (or --token-file, or KBOOTSTRAP_TOKEN) is needed: this node has not joined yet")
+    found = discover(server, token, ca_cert_hash, wait=wait)
+    return Trust(server, found.ca_pem, token, None)
+
+
+def api_get(trust: Trust, path: str, timeout: float = 10) -> tuple[int, bytes]:
+    """GET over TLS verified against the pinned CA (the host name must be in the apiserver's certificate)."""
+    url = urlsplit(trust.server)
+    context = ssl.create_default_context(cadata=trust.ca_pem.decode())
+    headers = {"Accept": "application/json"}
+    if trust.client_cert:
+        context.load_cert_chain(trust.client_cert)
+    elif trust.token:
+        headers["Authorization"] = f"Bearer {trust.token}"
+    conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=timeout, context=context)
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        return r.status, r.read()
+    except (OSError, http.client.HTTPException) as e:
+        raise LocalJoinError(f"{trust.server}: GET {path} failed ({e})") from e
+    finally:
+        conn.close()
+
+
+def read_profile(trust: Trust) -> ClusterSpec:
+    status, body = api_get(trust, f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIGMAP}")
+    if status == 404:
+        raise LocalJoinError(f"{NAMESPACE}/{CONFIGMAP} is not in the cluster: list this node in the inventory with "
+                             "`join: local`, then run `kbootstrap init` (or `apply`) on the controller")
+    if status != 200:
+        raise LocalJoinError(f"{trust.server}: reading {NAMESPACE}/{CONFIGMAP} answered HTTP {status}")
+    try:
+        return spec_from_profile(json.loads(body)["data"][KEY])
+    except (ValueError, KeyError, TypeError) as e:
+        raise LocalJoinError(f"{NAMESPACE}/{CONFIGMAP} has no {KEY}") from e
+
+
+def local_addresses() -> set[str]:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=False).stdout
+    return {line.split()[3].split("/")[0] for line in out.splitlines() if len(line.split()) > 3}
+
+
+def this_node(spec: ClusterSpec, name: str | None, addresses: set[str]) -> Node:
+    """The inventory's entry for this machine: a `join: local` worker whose address is on this machine."""
+    name = name or socket.gethostname().split(".")[0].lower()
+    try:
+        node = spec.node(name)
+    except KeyError:
+        local = ", ".join(n.name for n in spec.local_nodes) or "none"
+        raise LocalJoinError(f"{name}: not a node of cluster {spec.cluster.name} (its `join: local` workers: {local}); "
+                             "add it to the inventory with `join: local` and run `kbootstrap apply` on the "
+                             "controller, or pass --node-name") from None
+    if not node.joins_locally:
+        raise LocalJoinError(f"{name}: the inventory says `join: {node.join.value}` for it; kbootstrap joins it over "
+                             "SSH (`kbootstrap join` on the controller). Set `join: local` to join it from here")
+    if str(node.address) not in addresses:
+        raise LocalJoinError(f"{name}: the inventory gives it address {node.address}, which is not on this machine "
+                             f"(here: {', '.join(sorted(addresses)) or 'none'})")
+    return node
+
+
+def wait_node_ready(trust_after: Trust, name: str, timeout: float, interval: float = 2) -> None:
+    """Node Ready, read as the node itself (the node authorizer lets it get its own Node)."""
+    deadline = time.monotonic() + timeout
+    last = "not registered"
+    while True:
+        try:
+            status, body = api_get(trust_after, f"/api/v1/nodes/{name}")
+            if status == 200:
+                conditions = {c["type"]: c for c in json.loads(body)["status"].get("conditions", [])}
+                ready = conditions.get("Ready", {})
+                if ready.get("status") == "True":
+                    return
+                last = f"Ready={ready.get('status', '?')}: {ready.get('message', '')}"
+            else:
+                last = f"HTTP {status}"
+        except LocalJoinError as e:
+            last = str(e)
+        if time.monotonic() >= deadline:
+            raise LocalJoinError(f"node {name} not Ready after {timeout:.0f}s ({last}); see `journalctl -u kubelet`")
+        time.sleep(interval)
+
+
+def read_token(token: str | None, token_file: Path | None) -> str | None:
+    """--token, else --token-file, else $KBOOTSTRAP_TOKEN. Checked for shape; never echoed."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as e:
+            raise LocalJoinError(f"--token-file {token_file}: {e.strerror}") from None
+    token = token or os.environ.get("KBOOTSTRAP_TOKEN") or None
+    if token is not None:
+        try:
+            parse_token(token)
+        except DiscoveryError as e:
+            raise LocalJoinError(str(e)) from None
+    return token
+
+
+
+def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts: Path | None, node_name: str | None,
+                   dry_run: bool, timeout: float, output: str):
+    """The whole `join --local`. Refusals raise before the first write on this machine; the phases then
+    run through the same engine, journal and lock as over SSH, kept in STATE_DIR."""
+    from dataclasses import replace
+
+    from .engine_cli import Session
+    from .init_cluster import preflight
+    from .join_nodes import local_join_phases
+    from .journal import ClusterLock, Journal
+    from .phases.bundle_payload import load_bundle
+    from .pki.issue import ca_only
+    from .render import RenderContext
+    from .transport.local import LocalTransport
+
+    if os.geteuid() != 0:
+        raise LocalJoinError("join --local installs and starts services: run it as root on the node")
+    trust = establish_trust(server, token, ca_cert_hash)
+    spec = read_profile(trust)
+    node = this_node(spec, node_name, local_addresses())
+    bundle, manifest = load_bundle(spec, artifacts)
+    # No cluster secrets and no keys: a worker's files need neither (a renderer reaching for one fails loudly).
+    ctx = RenderContext(spec, ca_only(trust.ca_pem), None)  # type: ignore[arg-type]
+    with ClusterLock(STATE_DIR, "join --local") as lock:
+        journal = Journal(STATE_DIR, "join --local")
+        s = Session(ctx, {node.name: LocalTransport(node.name)}, journal, output, STATE_DIR)
+        if lock.broke_stale:
+            s.note(f"note: {lock.broke_stale}")
+        s.note(f"{node.name}: " + ("already joined: checking every phase, no token used" if trust.joined else
+                                   f"joining cluster {spec.cluster.name} at {spec.api_server_url}"))
+        preflight(s, [node], manifest)
+        result = s.run(local_join_phases(ctx, trust.token, bundle, manifest, node, timeout), apply=not dry_run,
+                       parallel=1, diffs=dry_run)
+        if not result.failed and not dry_run:
+            wait_node_ready(replace(trust, token=None, client_cert=KUBELET_CLIENT), node.name, timeout)
+            s.note(f"{node.name}: Ready")
+    s.report(result)
+    return result

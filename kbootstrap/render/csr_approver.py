@@ -1,0 +1,38 @@
+"""kbootstrap-csr-approver on every control plane, when some worker joins itself (`join: local`): it
+approves those kubelets' serving-certificate CSRs whose names and addresses match nodes.json."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from ..artifact import Artifact
+from ..pki.table import Hosts, receives
+from ..spec import Node
+from .context import RenderContext
+from .flags import K8S
+from .templates import render_text
+
+SERVICE = "kbootstrap-csr-approver"
+PROGRAM = "/usr/local/lib/kbootstrap/csr_approver.py"
+NODES_FILE = f"{K8S}/kbootstrap/nodes.json"
+
+
+def runs_approver(ctx: RenderContext, node: Node) -> bool:
+    return receives(ctx.spec, Hosts.APPROVERS, node)
+
+
+def approver_files(ctx: RenderContext, node: Node) -> list[Artifact]:
+    if not runs_approver(ctx, node):
+        return []
+    # Only the `join: local` workers: the others hold serving certificates kbootstrap issued, and must not
+    # get another one by CSR.
+    nodes = {n.name: str(n.address) for n in ctx.spec.local_nodes}
+    program = resources.files("kbootstrap").joinpath("csr_approver.py").read_bytes()
+    return [
+        Artifact(PROGRAM, program, 0o755, restarts=(SERVICE,), component=SERVICE),
+        Artifact(f"/etc/systemd/system/{SERVICE}.service", render_text("csr-approver/kbootstrap-csr-approver.service.j2"),
+                 restarts=(SERVICE,), component=SERVICE),
+        # Re-read on every pass: a worker added to the inventory needs no restart.
+        Artifact(NODES_FILE, (json.dumps(nodes, indent=2, sort_keys=True) + "\n").encode(), component=SERVICE),
+    ]

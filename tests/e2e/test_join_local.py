@@ -1,0 +1,231 @@
+"""`kbootstrap join --local` on the lab, for real: a worker that joins itself, like `kubeadm join`.
+
+Layout `lab-local`: lab-mini (a load balancer, a stacked control plane, worker mw1 joined over SSH) plus mw2,
+listed with `join: local`. The controller runs `init`, `join` and `token create --print-join-command`; the
+test then acts as the operator on mw2's console (lxc-attach, as root): it copies kbootstrap (pip --target)
+and the bundle there and runs the printed command. SSH from the controller to mw2 is never used by kbootstrap.
+
+Proven: refusals (wrong pin, wrong secret, unknown token, a node the inventory joins over SSH) exit 2 and
+leave the node untouched; the join ends with mw2 Ready; its serving certificate came by CSR, approved by
+kbootstrap-csr-approver and signed by the cluster CA (the apiserver reaches mw2's kubelet with its CA check);
+kube-proxy on mw2 runs as the node and programs the Services; mw2 holds no CA key, no shared kube-proxy key
+and no token; a pod on mw2 answers from the control plane across the pod routes; a re-run without a token
+changes nothing and restarts nothing; the controller's commands never connect to mw2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kbootstrap.artifacts.build import default_bundle_dir
+from kbootstrap.lab import lifecycle
+from kbootstrap.lab.layout import REPO, load_layout
+from kbootstrap.spec import load_inventory
+
+pytestmark = [pytest.mark.lab, pytest.mark.bundle]
+
+BUNDLE = default_bundle_dir("1.34.2")
+KUBECTL = BUNDLE / "kubectl" / "kubectl"
+INVENTORY = REPO / "inventories" / "lab-local.yaml"
+NODE = "mw2"
+NODE_PY = "/opt/kbootstrap"  # kbootstrap and its dependencies on mw2 (pip --target), as an operator would copy them
+NODE_BUNDLE = "/opt/bundle"
+
+
+class Lab:
+    def __init__(self, home: Path, tools):
+        _, self.testinfra_host, self.timings = tools
+        self.home = home
+        self.layout = load_layout(INVENTORY)
+        self.spec = load_inventory(INVENTORY)
+        self.admin_conf = home / "clusters" / self.spec.cluster.name / "admin.conf"
+        self.container = self.layout.container(self.layout.node(NODE))
+
+    def kb(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        env = {**os.environ, "KBOOTSTRAP_HOME": str(self.home)}
+        return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run([str(KUBECTL), "--kubeconfig", str(self.admin_conf), "--request-timeout", "5s", *args],
+                              capture_output=True, text=True, check=check, timeout=timeout)
+
+    def on_node(self, command: str, stdin: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+        """A root shell on mw2's console (not SSH: kbootstrap's controller never reaches this node)."""
+        return subprocess.run(["lxc-attach", "-n", self.container, "--clear-env", "--",
+                               "env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                               "sh", "-c", command], input=stdin, capture_output=True, timeout=timeout)
+
+    def join_local(self, *args: str) -> subprocess.CompletedProcess:
+        command = f"cd / && PYTHONPATH={NODE_PY} python3 -m kbootstrap join --local {shlex.join(args)}"
+        p = self.on_node(command)
+        return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
+
+    def host(self, name: str):
+        return self.testinfra_host(self.layout, self.layout.node(name), sudo=True)
+
+
+def _copy_tree(lab: Lab, src: Path, dest: str) -> None:
+    tar = subprocess.Popen(["tar", "-C", str(src), "-cf", "-", "."], stdout=subprocess.PIPE)
+    p = subprocess.run(["lxc-attach", "-n", lab.container, "--", "sh", "-c", f"mkdir -p {dest} && tar -C {dest} -xf -"],
+                       stdin=tar.stdout, capture_output=True, timeout=300)
+    tar.stdout.close()
+    assert tar.wait() == 0 and p.returncode == 0, p.stderr
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, lab_tools):
+    lab_tools[0]("lxc")
+    if not (BUNDLE / "manifest.json").exists():
+        pytest.fail(f"no lab bundle at {BUNDLE}: run lab/build-bundle.sh 1.34.2")
+    home = tmp_path_factory.mktemp("home-lab-local")
+    lab = Lab(home, lab_tools)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    lifecycle.down(lab.layout, log=log)
+    try:
+        lifecycle.up(lab.layout, "lxc", log=log)
+        for command in (["init", "-i", str(INVENTORY)], ["join", "-i", str(INVENTORY)]):
+            started = time.monotonic()
+            p = lab.kb(*command)
+            assert p.returncode == 0, p.stdout + p.stderr
+            lab.timings.append(f"lab-local: {command[0]} {time.monotonic() - started:.0f}s")
+        # The operator's copy of kbootstrap for the node: the package and its dependencies, no inventory.
+        payload = home / "node-python"
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(payload),
+                        str(REPO)], check=True, capture_output=True, timeout=600)
+        _copy_tree(lab, payload, NODE_PY)
+        _copy_tree(lab, BUNDLE, NODE_BUNDLE)
+        yield lab
+    finally:
+        if not os.environ.get("KB_KEEP_LAB"):
+            lifecycle.down(lab.layout, log=log)
+
+
+def _join_command(lab: Lab, ttl: str = "10m") -> list[str]:
+    p = lab.kb("token", "create", "-i", str(INVENTORY), "--ttl", ttl, "--print-join-command")
+    assert p.returncode == 0, p.stderr
+    words = shlex.split(p.stdout.strip())
+    assert words[:4] == ["kbootstrap", "join", "--local", "--server"], p.stdout
+    return words[3:]  # --server URL --token T --ca-cert-hash PIN
+
+
+def _arg(words: list[str], flag: str) -> str:
+    return words[words.index(flag) + 1]
+
+
+def _untouched(lab: Lab) -> None:
+    p = lab.on_node("ls -d /etc/kubernetes /var/lib/kubelet /var/lib/kbootstrap /etc/systemd/system/kubelet.service "
+                    "/etc/containerd 2>/dev/null; systemctl is-active kubelet")
+    assert p.stdout.decode().split() == ["inactive"], p.stdout.decode()
+
+
+def test_controller_never_connects_to_the_local_worker(lab):
+    p = lab.kb("join", "-i", str(INVENTORY), "--host", NODE)
+    assert p.returncode == 2 and "join --local" in p.stderr, p.stderr
+    p = lab.kb("init", "-i", str(INVENTORY), "--output", "json")
+    assert p.returncode == 0, p.stderr
+    hosts = {h["host"] for h in json.loads(p.stdout)["hosts"]}
+    assert NODE not in hosts and "mcp1" in hosts
+    assert not any(c for h in json.loads(p.stdout)["hosts"] for c in h["changes"] if c["action"] != "wait"), p.stdout
+    # ...yet mw2 is in every node's /etc/hosts and mw1 already routes to its pod subnet.
+    mw1 = lab.host("mw1")
+    assert mw1.run("getent hosts mw2").stdout.split()[0] == "10.77.0.222"
+    subnet = str(lab.spec.pod_subnets[NODE])
+    assert f"{subnet} via 10.77.0.222" in mw1.run("ip route show").stdout
+
+
+def test_refusals_leave_the_node_untouched(lab):
+    words = _join_command(lab)
+    server, token, pin = _arg(words, "--server"), _arg(words, "--token"), _arg(words, "--ca-cert-hash")
+    artifacts = ["--artifacts", NODE_BUNDLE]
+    wrong_pin = "sha256:" + ("0" * 64 if pin[-1] != "0" else "1" * 64)
+    cases = [
+        (["--server", server, "--token", token, "--ca-cert-hash", wrong_pin], "--ca-cert-hash says"),
+        (["--server", server, "--token", token[:7] + ("a" if token[7] != "a" else "b") + token[8:],
+          "--ca-cert-hash", pin], "does not match cluster-info's signature"),
+        (["--server", server, "--token", "zzzzzz.0123456789abcdef", "--ca-cert-hash", pin], "unknown to the cluster"),
+        (["--server", server, "--token", token, "--ca-cert-hash", pin, "--node-name", "mw1"], "join: ssh"),
+        (["--server", server, "--token", "not-a-token", "--ca-cert-hash", pin], "--token: expected"),
+    ]
+    for args, message in cases:
+        p = lab.join_local(*args, *artifacts)
+        assert p.returncode == 2 and message in p.stderr, (args, p.stdout, p.stderr)
+        assert token.split(".")[1] not in p.stdout + p.stderr  # the secret is never printed
+    _untouched(lab)
+
+
+def test_join_local_makes_a_ready_node_without_any_cluster_key(lab):
+    words = _join_command(lab)
+    started = time.monotonic()
+    p = lab.join_local(*words, "--artifacts", NODE_BUNDLE)
+    seconds = time.monotonic() - started
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _arg(words, "--token").split(".")[1] not in p.stdout + p.stderr
+    lab.timings.append(f"lab-local: join --local {seconds:.0f}s")
+    print(f"\njoin --local of {NODE}: {seconds:.1f}s", flush=True)
+
+    node = json.loads(lab.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+    # The serving certificate: requested by the kubelet, approved by the approver, signed by the cluster CA.
+    csrs = json.loads(lab.kubectl("get", "csr", "-o", "json").stdout)["items"]
+    serving = [c for c in csrs if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+               and c["spec"]["username"] == f"system:node:{NODE}"]
+    assert serving and all(any(cond["type"] == "Approved" for cond in c["status"].get("conditions", []))
+                           for c in serving), serving
+    approver_log = lab.host("mcp1").run("journalctl -u kbootstrap-csr-approver --no-pager").stdout
+    assert "approved" in approver_log and NODE in approver_log, approver_log
+    issuer = lab.on_node("openssl x509 -noout -issuer -in /var/lib/kubelet/pki/kubelet-server-current.pem")
+    assert b"CN = kubernetes" in issuer.stdout, issuer
+    # kube-apiserver reaches mw2's kubelet and verifies it against the cluster CA (--kubelet-certificate-authority).
+    assert lab.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout.strip() == "ok"
+    # Nothing of the cluster's keys or the token on the node.
+    assert lab.on_node("ls /etc/kubernetes/pki").stdout.decode().split() == ["ca.crt"]
+    assert lab.on_node("test -e /etc/kubernetes/bootstrap-kubelet.conf").returncode == 1  # removed after the join
+    assert lab.on_node("grep -rl 'token' /etc/kubernetes /var/lib/kubelet").stdout == b""
+    # kube-proxy runs as the node and has programmed the cluster's Services.
+    proxy = lab.on_node("systemctl is-active kube-proxy; iptables -t nat -S KUBE-SERVICES; "
+                        "journalctl -u kube-proxy --no-pager").stdout.decode()
+    assert proxy.startswith("active") and "default/kubernetes:https" in proxy, proxy
+    assert "forbidden" not in proxy.lower(), proxy
+
+
+def test_a_pod_on_the_local_worker_runs_and_answers_across_nodes(lab):
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-mw2", "namespace": "default"},
+        "spec": {"nodeName": NODE, "containers": [{"name": "pause", "image": lab.spec.sandbox_image}]},
+    }
+    subprocess.run([str(KUBECTL), "--kubeconfig", str(lab.admin_conf), "apply", "-f", "-"],
+                   input=json.dumps(manifest), text=True, check=True, capture_output=True)
+    lab.kubectl("wait", "pod/on-mw2", "--for=condition=Ready", "--timeout=120s", timeout=150)
+    pod = json.loads(lab.kubectl("get", "pod", "on-mw2", "-o", "json").stdout)
+    ip = pod["status"]["podIP"]
+    assert ip and __import__("ipaddress").ip_address(ip) in lab.spec.pod_subnets[NODE]
+    # From mw1 (joined over SSH) to the pod on mw2, over the pod routes: the pod's own stack answers (it
+    # refuses the port: ECONNREFUSED, 111), where a missing route would time out.
+    probe = f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(({ip!r}, 9)))"
+    assert lab.host("mw1").run(f"python3 -c {shlex.quote(probe)}").stdout.strip() == "111"
+    # kubectl logs goes through mw2's kubelet, on its CSR-issued serving certificate.
+    assert lab.kubectl("logs", "on-mw2", check=False).returncode == 0
+
+
+def test_second_join_local_needs_no_token_and_changes_nothing(lab):
+    words = _join_command(lab)
+    before = lab.on_node("systemctl show -p ActiveEnterTimestamp kubelet kube-proxy containerd").stdout
+    args = ["--server", _arg(words, "--server"), "--ca-cert-hash", _arg(words, "--ca-cert-hash")]
+    p = lab.join_local(*args, "--artifacts", NODE_BUNDLE, "--output", "json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    changes = [c for h in json.loads(p.stdout)["hosts"] for c in h["changes"]]
+    assert changes == [], changes
+    assert lab.on_node("systemctl show -p ActiveEnterTimestamp kubelet kube-proxy containerd").stdout == before
+    # The controller's second init still leaves everything (mw2 included, through the profile) as it is.
+    p = lab.kb("init", "-i", str(INVENTORY), "--output", "json")
+    assert p.returncode == 0 and not [c for h in json.loads(p.stdout)["hosts"] for c in h["changes"]
+                                      if c["action"] != "wait"], p.stdout

@@ -1,0 +1,136 @@
+"""`join: local` workers on the controller's side (spec rules, PKI, rendering, what kbootstrap connects to)
+and on the node's side (the node profile, choosing this node, the CA-only render) — no host needed.
+The lab run is tests/e2e/test_join_local.py."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from kbootstrap.cli import _duration, select_nodes
+from kbootstrap.errors import SpecError
+from kbootstrap.join_local import LocalJoinError, this_node
+from kbootstrap.node_profile import ProfileError, profile_yaml, spec_from_profile
+from kbootstrap.pki.issue import ca_only, ensure_pki
+from kbootstrap.pki.secrets import ensure_secrets
+from kbootstrap.pki.table import Hosts, PerNode, nodes_for
+from kbootstrap.render import RenderContext, render_host
+from kbootstrap.render.cluster_addons import CLUSTER_INFO, LOCAL_JOIN
+from kbootstrap.spec import build_spec, load_inventory
+
+LOCAL = Path(__file__).resolve().parents[2] / "inventories" / "lab-local.yaml"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_inventory(LOCAL)
+
+
+@pytest.fixture(scope="module")
+def ctx(spec, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    return RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root))
+
+
+def _data() -> dict:
+    return copy.deepcopy(yaml.safe_load(LOCAL.read_text()))
+
+
+def test_only_a_worker_without_ssh_settings_joins_locally():
+    data = _data()
+    data["nodes"][3] |= {"roles": ["worker", "control-plane"], "host_key": "ssh-ed25519 AAAA"}
+    with pytest.raises(SpecError) as e:
+        build_spec(data)
+    text = "\n".join(str(p) for p in e.value.problems)
+    assert "nodes[3] (mw2).join: local: only a worker joins itself" in text
+    assert "'ssh' and 'host_key' do not apply" in text
+
+
+def test_the_controller_never_connects_to_a_local_worker(spec):
+    assert [n.name for n in select_nodes(spec, ())] == ["mlb1", "mcp1", "mw1"]
+    assert [n.name for n in select_nodes(spec, (), connected=False)] == ["mlb1", "mcp1", "mw1", "mw2"]
+    with pytest.raises(click.BadParameter, match="join --local"):
+        select_nodes(spec, ("mw2",))
+
+
+def test_a_local_worker_still_gets_a_pod_subnet_routes_and_a_hosts_entry(spec, ctx):
+    assert str(spec.pod_subnets["mw2"]) == "10.244.2.0/24"
+    mw1 = {a.path: a.content.decode() for a in render_host(ctx, spec.node("mw1"))}
+    assert "10.244.2.0/24 via 10.77.0.222" in mw1["/etc/systemd/system/kbootstrap-pod-routes.service"]
+
+
+def test_no_kbootstrap_issued_key_for_a_local_worker(spec, ctx):
+    assert "mw2" not in [n.name for n in nodes_for(spec, PerNode.KUBELET_NODE)]
+    assert "mw2" not in [n.name for n in nodes_for(spec, Hosts.KUBELET_NODES)]
+    files = {a.path: a for a in render_host(ctx, spec.node("mw2"))}
+    assert [p for p in files if "/pki/" in p] == ["/etc/kubernetes/pki/ca.crt"]
+    assert not any(a.secret for a in files.values())  # no key, no token (the token comes only at join time)
+    kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"].content)
+    assert kubelet["serverTLSBootstrap"] is True and "tlsCertFile" not in kubelet
+    proxy = yaml.safe_load(files["/etc/kubernetes/kube-proxy.conf"].content)
+    assert proxy["users"][0]["user"] == {"client-certificate": "/var/lib/kubelet/pki/kubelet-client-current.pem",
+                                         "client-key": "/var/lib/kubelet/pki/kubelet-client-current.pem"}
+    # ...while mw1, joined over SSH, keeps its CA-signed serving certificate and the kube-proxy key.
+    mw1 = {a.path for a in render_host(ctx, spec.node("mw1"))}
+    assert {"/etc/kubernetes/pki/kubelet-serving.key", "/etc/kubernetes/kube-proxy.conf"} <= mw1
+
+
+def test_control_planes_run_the_approver_for_local_workers_only(spec, ctx, tmp_path):
+    cp = {a.path: a for a in render_host(ctx, spec.node("mcp1"))}
+    assert yaml.safe_load(cp["/etc/kubernetes/kbootstrap/nodes.json"].content) == {"mw2": "10.77.0.222"}
+    assert "/etc/kubernetes/csr-approver.conf" in cp and LOCAL_JOIN in cp and CLUSTER_INFO in cp
+    mini = load_inventory(LOCAL.parent / "lab-mini.yaml")
+    plain = {a.path for a in render_host(RenderContext(mini, ensure_pki(mini, tmp_path), ensure_secrets(tmp_path)),
+                                         mini.node("mcp1"))}
+    assert CLUSTER_INFO in plain  # discovery works on every cluster, as with kubeadm...
+    assert not {LOCAL_JOIN, "/etc/kubernetes/csr-approver.conf", "/etc/kubernetes/kbootstrap/nodes.json"} & plain
+
+
+def test_reset_stops_the_approver_and_removes_its_files(ctx):
+    from kbootstrap.reset_cluster import reset_paths, services_to_stop
+
+    mcp1 = ctx.spec.node("mcp1")
+    assert services_to_stop(ctx, mcp1)[-1] == "kbootstrap-csr-approver"
+    assert {"/usr/local/lib/kbootstrap/csr_approver.py", "/etc/kubernetes/kbootstrap/nodes.json",
+            "/etc/systemd/system/kbootstrap-csr-approver.service"} <= set(reset_paths(ctx, mcp1))
+
+
+def test_the_node_renders_from_the_profile_exactly_as_the_controller_does(spec, ctx):
+    """The profile carries no secret and no SSH detail, and pins the pod subnets (order no longer matters)."""
+    text = profile_yaml(spec)
+    assert "ssh" not in text and "vagrant" not in text and "artifacts" not in text and "lab" not in yaml.safe_load(text)
+    on_node = spec_from_profile(text)
+    assert on_node.pod_subnets == spec.pod_subnets and on_node.api_server_url == spec.api_server_url
+    node_ctx = RenderContext(on_node, ca_only(ctx.pki.ca("ca").cert_pem), None)
+    assert {a.path: a.content for a in render_host(node_ctx, on_node.node("mw2"))} == \
+           {a.path: a.content for a in render_host(ctx, spec.node("mw2"))}
+    reordered = yaml.safe_load(text)
+    reordered["nodes"].reverse()
+    assert spec_from_profile(yaml.safe_dump(reordered)).pod_subnets == spec.pod_subnets
+
+
+def test_a_profile_of_another_format_is_refused():
+    with pytest.raises(ProfileError, match="format 2"):
+        spec_from_profile("format: 2\n")
+
+
+def test_this_node_must_be_a_local_worker_with_its_address_here(spec):
+    assert this_node(spec, "mw2", {"127.0.0.1", "10.77.0.222"}).name == "mw2"
+    with pytest.raises(LocalJoinError, match="join: ssh"):
+        this_node(spec, "mw1", {"10.77.0.221"})
+    with pytest.raises(LocalJoinError, match="not a node of cluster lab-local .* mw2"):
+        this_node(spec, "mw9", {"10.77.0.229"})
+    with pytest.raises(LocalJoinError, match="not on this machine"):
+        this_node(spec, "mw2", {"10.77.0.221"})
+
+
+def test_token_ttl():
+    assert _duration("90m") == dt.timedelta(minutes=90) and _duration("2d") == dt.timedelta(days=2)
+    for bad in ("0h", "1w", "h", "1.5h"):
+        with pytest.raises(click.BadParameter, match="expected a number and a unit"):
+            _duration(bad)
