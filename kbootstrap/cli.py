@@ -85,7 +85,8 @@ def validate(inventory: Path) -> None:
               f"{spec.cluster.topology.value} etcd, {spec.cluster.control_plane_form.value} control plane")
     out.print(f"  API endpoint {spec.api_server_url}; etcd members: {', '.join(n.name for n in spec.etcd_members)}")
     for n in spec.nodes:
-        out.print(f"  {n.name:<16} {str(n.address):<16} {', '.join(r.value for r in n.roles)}")
+        local = "  (joins itself: kbootstrap join --local on it)" if n.joins_locally else ""
+        out.print(f"  {n.name:<16} {str(n.address):<16} {', '.join(r.value for r in n.roles)}{local}", markup=False)
 
 
 @main.command()
@@ -446,6 +447,36 @@ def token_create(inventory, cluster_dir, ttl, print_join_command, accept_new_hos
     click.echo(f"kbootstrap join --local --server {spec.api_server_url} --token {made.value} --ca-cert-hash {pin}")
     err.print(f"on the node, as root, with the {spec.cluster.kubernetes_version} bundle there: add --artifacts DIR "
               f"unless it is in the node's default cache; the token expires {made.expires}")
+
+
+@token.command("delete")
+@click.argument("token_id")
+@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
+@click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock).")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="Record the SSH host key of the first control plane if seen for the first time.")
+def token_delete(token_id, inventory, cluster_dir, accept_new_host_keys) -> None:
+    """Delete a bootstrap token before it expires: TOKEN_ID is its first six characters (or the whole token).
+
+    A node that already joined keeps working (it holds its own certificate); one that has not can no longer
+    use the token. Deleting a token that is gone is not an error.
+    """
+    import re
+
+    from .engine_cli import session
+    from .phases.services import kubectl
+
+    token_id = token_id.split(".")[0]
+    if not re.fullmatch(r"[a-z0-9]{6}", token_id):
+        raise click.BadParameter("expected the 6-character token id (a-z, 0-9), e.g. abcdef", param_hint="TOKEN_ID")
+    spec = _load(inventory)
+    first = spec.control_planes[0]
+    with session(spec, cluster_dir, [first], "token delete", accept_new_host_keys, "text") as s:
+        r = s.transports[first.name].run(kubectl("delete", "secret", "-n", "kube-system", f"bootstrap-token-{token_id}",
+                                                 "--ignore-not-found", "-o", "name"), sudo=True)
+    if not r.ok:
+        raise click.ClickException(f"{first.name}: deleting token {token_id} failed (exit {r.rc}): {r.stderr_tail()}")
+    err.print(f"token {token_id}: {'deleted' if r.stdout.strip() else 'not found (expired or deleted already)'}")
 
 
 @main.group()

@@ -18,10 +18,13 @@ import os
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import yaml
 
 from .discovery import DiscoveryError, ca_pin, discover, parse_token
 from .errors import KbootstrapError
@@ -88,7 +91,8 @@ def api_get(trust: Trust, path: str, timeout: float = 10) -> tuple[int, bytes]:
         conn.close()
 
 
-def read_profile(trust: Trust) -> ClusterSpec:
+def read_profile(trust: Trust) -> str:
+    """The node profile's text (kept on the node after the join, so `reset --local` works without the API)."""
     status, body = api_get(trust, f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIGMAP}")
     if status == 404:
         raise LocalJoinError(f"{NAMESPACE}/{CONFIGMAP} is not in the cluster: list this node in the inventory with "
@@ -96,9 +100,38 @@ def read_profile(trust: Trust) -> ClusterSpec:
     if status != 200:
         raise LocalJoinError(f"{trust.server}: reading {NAMESPACE}/{CONFIGMAP} answered HTTP {status}")
     try:
-        return spec_from_profile(json.loads(body)["data"][KEY])
+        return json.loads(body)["data"][KEY]
     except (ValueError, KeyError, TypeError) as e:
         raise LocalJoinError(f"{NAMESPACE}/{CONFIGMAP} has no {KEY}") from e
+
+
+@dataclass(frozen=True)
+class Joined:
+    """What `join --local` keeps on the node: enough to reset it with the cluster gone. Nothing secret."""
+
+    node: str
+    server: str
+    ca_pem: bytes
+    profile: str
+
+    PATH = STATE_DIR / "joined.yaml"
+
+    def save(self) -> None:
+        from .localfs import write_atomic
+
+        doc = {"node": self.node, "server": self.server, "ca": self.ca_pem.decode(), "profile": self.profile}
+        write_atomic(self.PATH, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
+
+    @classmethod
+    def load(cls) -> "Joined":
+        try:
+            doc = yaml.safe_load(cls.PATH.read_text())
+            return cls(doc["node"], doc["server"], doc["ca"].encode(), doc["profile"])
+        except FileNotFoundError:
+            raise LocalJoinError(f"{cls.PATH} is missing: this machine was not joined with `kbootstrap join "
+                                 "--local` (a node joined over SSH is reset from the controller)") from None
+        except (yaml.YAMLError, KeyError, TypeError, AttributeError) as e:
+            raise LocalJoinError(f"{cls.PATH}: unreadable ({e})") from None
 
 
 def local_addresses() -> set[str]:
@@ -163,7 +196,6 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
     return token
 
 
-
 def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts: Path | None, node_name: str | None,
                    dry_run: bool, timeout: float, output: str):
     """The whole `join --local`. Refusals raise before the first write on this machine; the phases then
@@ -182,7 +214,8 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
     if os.geteuid() != 0:
         raise LocalJoinError("join --local installs and starts services: run it as root on the node")
     trust = establish_trust(server, token, ca_cert_hash)
-    spec = read_profile(trust)
+    profile = read_profile(trust)
+    spec = spec_from_profile(profile)
     node = this_node(spec, node_name, local_addresses())
     bundle, manifest = load_bundle(spec, artifacts)
     # No cluster secrets and no keys: a worker's files need neither (a renderer reaching for one fails loudly).
@@ -197,8 +230,44 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
         preflight(s, [node], manifest)
         result = s.run(local_join_phases(ctx, trust.token, bundle, manifest, node, timeout), apply=not dry_run,
                        parallel=1, diffs=dry_run)
+        not_ready = None
         if not result.failed and not dry_run:
-            wait_node_ready(replace(trust, token=None, client_cert=KUBELET_CLIENT), node.name, timeout)
-            s.note(f"{node.name}: Ready")
+            Joined(node.name, server, trust.ca_pem, profile).save()
+            try:
+                wait_node_ready(replace(trust, token=None, client_cert=KUBELET_CLIENT), node.name, timeout)
+                s.note(f"{node.name}: Ready")
+            except LocalJoinError as e:
+                not_ready = str(e)
+    s.report(result)
+    if not_ready:  # the phases passed, the node did not come up: a failure (exit 1), not bad input
+        s.journal.log(f"FAILED: {not_ready}")
+        print(f"error: {not_ready}", file=sys.stderr)
+        sys.exit(1)
+    return result
+
+
+def run_local_reset(dry_run: bool, output: str):
+    """`reset --local`: `reset`'s phases for this node, from what the join kept (the cluster may be gone).
+    The Node object stays in the cluster, as after `kubeadm reset`."""
+    from .engine_cli import Session
+    from .journal import ClusterLock, Journal
+    from .pki.issue import ca_only
+    from .render import RenderContext
+    from .reset_cluster import reset_phases
+    from .transport.local import LocalTransport
+
+    if os.geteuid() != 0:
+        raise LocalJoinError("reset --local stops services and removes files: run it as root on the node")
+    joined = Joined.load()
+    spec = spec_from_profile(joined.profile)
+    node = spec.node(joined.node)
+    ctx = RenderContext(spec, ca_only(joined.ca_pem), None)  # type: ignore[arg-type]
+    with ClusterLock(STATE_DIR, "reset --local"):
+        s = Session(ctx, {node.name: LocalTransport(node.name)}, Journal(STATE_DIR, "reset --local"), output,
+                    STATE_DIR)
+        result = s.run(reset_phases(ctx, [node], detach=False), apply=not dry_run, parallel=1, diffs=dry_run)
+        if not result.failed and not dry_run:
+            s.note(f"{node.name} is reset; its Node object stays in the cluster: `kubectl delete node {node.name}` "
+                   "on the controller, or `kbootstrap join --local` with a new token to join again")
     s.report(result)
     return result

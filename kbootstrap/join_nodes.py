@@ -4,13 +4,17 @@ The token is made at join time on the first control plane (15 minutes, the kubea
 written only into the joining nodes' bootstrap kubeconfig, and deleted when the join ends, whatever
 happened (kube-controller-manager's tokencleaner removes it at expiry if kbootstrap is killed first).
 A node that already holds a kubelet client certificate is joined: it gets no token and no change.
+`kbootstrap token create` makes the same kind of token, signing too, for `join --local`, which runs
+`local_join_phases` on the node itself (join_local.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import string
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -97,9 +101,6 @@ class BootstrapToken:
 def wait_signed(s: Session, token_id: str, timeout: float = 60) -> None:
     """Until kube-controller-manager's bootstrapsigner has signed cluster-info for the token (within seconds):
     discovery on a node refuses a token whose signature is not there yet."""
-    import json
-    import time
-
     first = s.ctx.spec.control_planes[0].name
     deadline = time.monotonic() + timeout
     while True:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from .cli import ARTIFACTS_OPTION, _load, err, exit_for, host_options, select_no
 
 
 @click.command()
-@host_options
+@functools.partial(host_options, inventory_required=False)
+@click.option("--local", is_flag=True, help="Reset THIS machine, as root on it: a worker that joined with "
+                                            "`kbootstrap join --local` (no inventory needed).")
 @click.option("--yes", is_flag=True, help="Confirm: reset deletes the cluster on the selected hosts. Required "
                                            "unless --dry-run.")
 @click.option("--dry-run", is_flag=True, help="Show what reset would stop, remove and delete; change nothing "
@@ -20,8 +23,8 @@ from .cli import ARTIFACTS_OPTION, _load, err, exit_for, host_options, select_no
 @click.option("--purge", is_flag=True, help="Also remove the binaries init installed (listed by the artifact "
                                             "bundle) and the payload it copied to /var/lib/kbootstrap.")
 @ARTIFACTS_OPTION
-def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
-          accept_new_host_keys: bool, output: str, yes: bool, dry_run: bool, purge: bool,
+def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
+          accept_new_host_keys: bool, output: str, local: bool, yes: bool, dry_run: bool, purge: bool,
           artifacts: Path | None) -> None:
     """Undo init and join on the selected hosts (default: all): the cluster is gone from them.
 
@@ -36,21 +39,32 @@ def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], par
       detach      when only some nodes are reset: their Node objects, through a control plane that stays
     Binaries (without --purge), OS packages, images and the cluster directory on this machine stay:
     `kbootstrap init` afterwards makes the same cluster again. A second reset changes nothing.
+
+    With --local, on a worker that joined itself: the same phases on this machine, from what `join --local`
+    kept in /var/lib/kbootstrap/local (so it works with the cluster gone); the Node object stays in the
+    cluster (`kubectl delete node NAME`), as after `kubeadm reset`.
     """
     from .engine_cli import session
     from .reset_cluster import detach_host, partial_reset_problem, purge_paths, reset_phases
 
+    if local:
+        if inventory is not None or hosts or purge:
+            raise click.BadParameter("--local resets this machine from what its join kept: no -i, --host or --purge",
+                                     param_hint="--local")
+        _confirm(yes, dry_run, "what kbootstrap set up on this machine: its kubelet, kube-proxy, pods, "
+                               "certificates and iptables rules")
+        from .join_local import run_local_reset
+
+        exit_for(run_local_reset(dry_run, output), dry_run)
+    if inventory is None:
+        raise click.BadParameter("required (or --local, on a node that joined itself)", param_hint="-i/--inventory")
     spec = _load(inventory)
     nodes = select_nodes(spec, hosts)
     problem = partial_reset_problem(spec, nodes)
     if problem:
         raise click.BadParameter(problem, param_hint="--host")
-    if not yes and not dry_run:
-        err.print(f"[red]refusing:[/] reset stops and deletes the cluster {spec.cluster.name} on "
-                  f"{', '.join(n.name for n in nodes)}: its services, containers, etcd data, certificates and "
-                  "iptables rules. This cannot be undone.\nRun again with --yes to do it, or with --dry-run to see "
-                  "what it would change.", soft_wrap=True)
-        sys.exit(2)
+    _confirm(yes, dry_run, f"the cluster {spec.cluster.name} on {', '.join(n.name for n in nodes)}: its services, "
+                           "containers, etcd data, certificates and iptables rules")
     purge_by_host = None
     if purge:
         from .phases.bundle_payload import load_bundle
@@ -65,3 +79,10 @@ def reset(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], par
             s.ctx.etcd_record.delete()  # the etcd data it described is gone: the next init starts a new cluster
     s.report(result)
     exit_for(result, dry_run)
+
+
+def _confirm(yes: bool, dry_run: bool, what: str) -> None:
+    if not yes and not dry_run:
+        err.print(f"[red]refusing:[/] reset stops and deletes {what}. This cannot be undone.\nRun again with --yes "
+                  "to do it, or with --dry-run to see what it would change.", soft_wrap=True)
+        sys.exit(2)

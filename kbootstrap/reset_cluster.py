@@ -185,10 +185,11 @@ def detach_phase(spec: ClusterSpec, nodes: list[Node], through: Node) -> Phase:
     return Phase("detach", {through.name: steps})
 
 
-def reset_phases(ctx: RenderContext, nodes: list[Node], purge: dict[str, list[str]] | None = None) -> list[Phase]:
+def reset_phases(ctx: RenderContext, nodes: list[Node], purge: dict[str, list[str]] | None = None,
+                 detach: bool = True) -> list[Phase]:
     """The phases that reset `nodes`. `purge`: host -> installed binaries to remove too (`purge_paths`).
     When only some kubelet nodes are reset, the last phase runs on `detach_host(...)`, which the caller
-    must connect as well."""
+    must connect as well (not with `detach=False`: `reset --local` on the node reaches no control plane)."""
     spec = ctx.spec
     kubelets = [n for n in nodes if n in spec.kubelet_nodes]
     phases = [
@@ -200,7 +201,7 @@ def reset_phases(ctx: RenderContext, nodes: list[Node], purge: dict[str, list[st
     ]
     if purge:
         phases.append(Phase("purge", {h: [RemovePathsStep(p, name="remove binaries")] for h, p in purge.items() if p}))
-    through = detach_host(spec, nodes)
+    through = detach_host(spec, nodes) if detach else None
     if through is not None:
         phases.append(detach_phase(spec, nodes, through))
     return phases

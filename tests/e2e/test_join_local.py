@@ -1,16 +1,17 @@
 """`kbootstrap join --local` on the lab, for real: a worker that joins itself, like `kubeadm join`.
 
-Layout `lab-local`: lab-mini (a load balancer, a stacked control plane, worker mw1 joined over SSH) plus mw2,
+Layout `lab-local`: lab-mini's shape (a load balancer, a stacked control plane, worker lw1 joined over SSH) plus lw2,
 listed with `join: local`. The controller runs `init`, `join` and `token create --print-join-command`; the
-test then acts as the operator on mw2's console (lxc-attach, as root): it copies kbootstrap (pip --target)
-and the bundle there and runs the printed command. SSH from the controller to mw2 is never used by kbootstrap.
+test then acts as the operator on lw2's console (lxc-attach, as root): it copies kbootstrap (pip --target)
+and the bundle there and runs the printed command. SSH from the controller to lw2 is never used by kbootstrap.
 
 Proven: refusals (wrong pin, wrong secret, unknown token, a node the inventory joins over SSH) exit 2 and
-leave the node untouched; the join ends with mw2 Ready; its serving certificate came by CSR, approved by
-kbootstrap-csr-approver and signed by the cluster CA (the apiserver reaches mw2's kubelet with its CA check);
-kube-proxy on mw2 runs as the node and programs the Services; mw2 holds no CA key, no shared kube-proxy key
-and no token; a pod on mw2 answers from the control plane across the pod routes; a re-run without a token
-changes nothing and restarts nothing; the controller's commands never connect to mw2.
+leave the node untouched; the join ends with lw2 Ready; its serving certificate came by CSR, approved by
+kbootstrap-csr-approver and signed by the cluster CA (the apiserver reaches lw2's kubelet with its CA check);
+kube-proxy on lw2 runs as the node and programs the Services; lw2 holds no CA key, no shared kube-proxy key
+and no token; a pod on lw2 answers from lw1 across the pod routes; a re-run without a token changes nothing
+and restarts nothing; the controller's commands never connect to lw2; `reset --local` undoes the join on lw2
+(a second one changes nothing) and lw2 joins again with a new token.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.bundle]
 BUNDLE = default_bundle_dir("1.34.2")
 KUBECTL = BUNDLE / "kubectl" / "kubectl"
 INVENTORY = REPO / "inventories" / "lab-local.yaml"
-NODE = "mw2"
-NODE_PY = "/opt/kbootstrap"  # kbootstrap and its dependencies on mw2 (pip --target), as an operator would copy them
+NODE = "lw2"
+NODE_PY = "/opt/kbootstrap"  # kbootstrap and its dependencies on lw2 (pip --target), as an operator would copy them
 NODE_BUNDLE = "/opt/bundle"
 
 
@@ -59,15 +60,18 @@ class Lab:
                               capture_output=True, text=True, check=check, timeout=timeout)
 
     def on_node(self, command: str, stdin: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-        """A root shell on mw2's console (not SSH: kbootstrap's controller never reaches this node)."""
+        """A root shell on lw2's console (not SSH: kbootstrap's controller never reaches this node)."""
         return subprocess.run(["lxc-attach", "-n", self.container, "--clear-env", "--",
                                "env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                "sh", "-c", command], input=stdin, capture_output=True, timeout=timeout)
 
-    def join_local(self, *args: str) -> subprocess.CompletedProcess:
-        command = f"cd / && PYTHONPATH={NODE_PY} python3 -m kbootstrap join --local {shlex.join(args)}"
-        p = self.on_node(command)
+    def kb_on_node(self, *args: str) -> subprocess.CompletedProcess:
+        """kbootstrap as the operator runs it on lw2: the copy there, as root, no inventory."""
+        p = self.on_node(f"cd / && PYTHONPATH={NODE_PY} python3 -m kbootstrap {shlex.join(args)}")
         return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(), p.stderr.decode())
+
+    def join_local(self, *args: str) -> subprocess.CompletedProcess:
+        return self.kb_on_node("join", "--local", *args)
 
     def host(self, name: str):
         return self.testinfra_host(self.layout, self.layout.node(name), sudo=True)
@@ -133,13 +137,13 @@ def test_controller_never_connects_to_the_local_worker(lab):
     p = lab.kb("init", "-i", str(INVENTORY), "--output", "json")
     assert p.returncode == 0, p.stderr
     hosts = {h["host"] for h in json.loads(p.stdout)["hosts"]}
-    assert NODE not in hosts and "mcp1" in hosts
+    assert NODE not in hosts and "lcp1" in hosts
     assert not any(c for h in json.loads(p.stdout)["hosts"] for c in h["changes"] if c["action"] != "wait"), p.stdout
-    # ...yet mw2 is in every node's /etc/hosts and mw1 already routes to its pod subnet.
-    mw1 = lab.host("mw1")
-    assert mw1.run("getent hosts mw2").stdout.split()[0] == "10.77.0.222"
+    # ...yet lw2 is in every node's /etc/hosts and lw1 already routes to its pod subnet.
+    lw1 = lab.host("lw1")
+    assert lw1.run("getent hosts lw2").stdout.split()[0] == "10.77.0.244"
     subnet = str(lab.spec.pod_subnets[NODE])
-    assert f"{subnet} via 10.77.0.222" in mw1.run("ip route show").stdout
+    assert f"{subnet} via 10.77.0.244" in lw1.run("ip route show").stdout
 
 
 def test_refusals_leave_the_node_untouched(lab):
@@ -152,7 +156,7 @@ def test_refusals_leave_the_node_untouched(lab):
         (["--server", server, "--token", token[:7] + ("a" if token[7] != "a" else "b") + token[8:],
           "--ca-cert-hash", pin], "does not match cluster-info's signature"),
         (["--server", server, "--token", "zzzzzz.0123456789abcdef", "--ca-cert-hash", pin], "unknown to the cluster"),
-        (["--server", server, "--token", token, "--ca-cert-hash", pin, "--node-name", "mw1"], "join: ssh"),
+        (["--server", server, "--token", token, "--ca-cert-hash", pin, "--node-name", "lw1"], "join: ssh"),
         (["--server", server, "--token", "not-a-token", "--ca-cert-hash", pin], "--token: expected"),
     ]
     for args, message in cases:
@@ -180,12 +184,17 @@ def test_join_local_makes_a_ready_node_without_any_cluster_key(lab):
                and c["spec"]["username"] == f"system:node:{NODE}"]
     assert serving and all(any(cond["type"] == "Approved" for cond in c["status"].get("conditions", []))
                            for c in serving), serving
-    approver_log = lab.host("mcp1").run("journalctl -u kbootstrap-csr-approver --no-pager").stdout
+    approver_log = lab.host("lcp1").run("journalctl -u kbootstrap-csr-approver --no-pager").stdout
     assert "approved" in approver_log and NODE in approver_log, approver_log
     issuer = lab.on_node("openssl x509 -noout -issuer -in /var/lib/kubelet/pki/kubelet-server-current.pem")
     assert b"CN = kubernetes" in issuer.stdout, issuer
-    # kube-apiserver reaches mw2's kubelet and verifies it against the cluster CA (--kubelet-certificate-authority).
+    # kube-apiserver reaches lw2's kubelet and verifies it against the cluster CA (--kubelet-certificate-authority).
     assert lab.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout.strip() == "ok"
+    # The token is of no further use to lw2: the operator deletes it.
+    token_id = _arg(words, "--token").split(".")[0]
+    p = lab.kb("token", "delete", token_id, "-i", str(INVENTORY))
+    assert p.returncode == 0 and f"token {token_id}: deleted" in p.stderr, p.stderr
+    assert lab.kubectl("get", "secret", "-n", "kube-system", f"bootstrap-token-{token_id}", check=False).returncode == 1
     # Nothing of the cluster's keys or the token on the node.
     assert lab.on_node("ls /etc/kubernetes/pki").stdout.decode().split() == ["ca.crt"]
     assert lab.on_node("test -e /etc/kubernetes/bootstrap-kubelet.conf").returncode == 1  # removed after the join
@@ -199,21 +208,21 @@ def test_join_local_makes_a_ready_node_without_any_cluster_key(lab):
 
 def test_a_pod_on_the_local_worker_runs_and_answers_across_nodes(lab):
     manifest = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-mw2", "namespace": "default"},
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "on-lw2", "namespace": "default"},
         "spec": {"nodeName": NODE, "containers": [{"name": "pause", "image": lab.spec.sandbox_image}]},
     }
     subprocess.run([str(KUBECTL), "--kubeconfig", str(lab.admin_conf), "apply", "-f", "-"],
                    input=json.dumps(manifest), text=True, check=True, capture_output=True)
-    lab.kubectl("wait", "pod/on-mw2", "--for=condition=Ready", "--timeout=120s", timeout=150)
-    pod = json.loads(lab.kubectl("get", "pod", "on-mw2", "-o", "json").stdout)
+    lab.kubectl("wait", "pod/on-lw2", "--for=condition=Ready", "--timeout=120s", timeout=150)
+    pod = json.loads(lab.kubectl("get", "pod", "on-lw2", "-o", "json").stdout)
     ip = pod["status"]["podIP"]
     assert ip and __import__("ipaddress").ip_address(ip) in lab.spec.pod_subnets[NODE]
-    # From mw1 (joined over SSH) to the pod on mw2, over the pod routes: the pod's own stack answers (it
+    # From lw1 (joined over SSH) to the pod on lw2, over the pod routes: the pod's own stack answers (it
     # refuses the port: ECONNREFUSED, 111), where a missing route would time out.
     probe = f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(({ip!r}, 9)))"
-    assert lab.host("mw1").run(f"python3 -c {shlex.quote(probe)}").stdout.strip() == "111"
-    # kubectl logs goes through mw2's kubelet, on its CSR-issued serving certificate.
-    assert lab.kubectl("logs", "on-mw2", check=False).returncode == 0
+    assert lab.host("lw1").run(f"python3 -c {shlex.quote(probe)}").stdout.strip() == "111"
+    # kubectl logs goes through lw2's kubelet, on its CSR-issued serving certificate.
+    assert lab.kubectl("logs", "on-lw2", check=False).returncode == 0
 
 
 def test_second_join_local_needs_no_token_and_changes_nothing(lab):
@@ -225,7 +234,27 @@ def test_second_join_local_needs_no_token_and_changes_nothing(lab):
     changes = [c for h in json.loads(p.stdout)["hosts"] for c in h["changes"]]
     assert changes == [], changes
     assert lab.on_node("systemctl show -p ActiveEnterTimestamp kubelet kube-proxy containerd").stdout == before
-    # The controller's second init still leaves everything (mw2 included, through the profile) as it is.
+    # The controller's second init still leaves everything (lw2 included, through the profile) as it is.
     p = lab.kb("init", "-i", str(INVENTORY), "--output", "json")
     assert p.returncode == 0 and not [c for h in json.loads(p.stdout)["hosts"] for c in h["changes"]
                                       if c["action"] != "wait"], p.stdout
+
+
+def test_reset_local_undoes_the_join_and_the_node_joins_again(lab):
+    p = lab.kb_on_node("reset", "--local")
+    assert p.returncode == 2 and "--yes" in p.stderr, p.stderr
+    p = lab.kb_on_node("reset", "--local", "--yes")
+    assert p.returncode == 0, p.stdout + p.stderr
+    left = lab.on_node("systemctl is-active kubelet kube-proxy containerd; "
+                       "ls -d /etc/kubernetes /var/lib/kubelet /etc/cni/net.d/10-kbootstrap.conflist 2>/dev/null; "
+                       "ip link show cni0 2>/dev/null; iptables-save | grep -c -e KUBE- -e CNI- || true").stdout.decode()
+    assert left.split() == ["inactive", "inactive", "inactive", "0"], left
+    p = lab.kb_on_node("reset", "--local", "--yes", "--output", "json")
+    assert p.returncode == 0 and [c for h in json.loads(p.stdout)["hosts"] for c in h["changes"]] == [], p.stdout
+    # As after `kubeadm reset`, the Node object stays until the operator deletes it; then lw2 joins anew.
+    lab.kubectl("delete", "node", NODE, "--wait=true", timeout=60)
+    words = _join_command(lab)
+    p = lab.join_local(*words, "--artifacts", NODE_BUNDLE)
+    assert p.returncode == 0, p.stdout + p.stderr
+    node = json.loads(lab.kubectl("get", "node", NODE, "-o", "json").stdout)
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"

@@ -47,27 +47,27 @@ def test_only_a_worker_without_ssh_settings_joins_locally():
     with pytest.raises(SpecError) as e:
         build_spec(data)
     text = "\n".join(str(p) for p in e.value.problems)
-    assert "nodes[3] (mw2).join: local: only a worker joins itself" in text
+    assert "nodes[3] (lw2).join: local: only a worker joins itself" in text
     assert "'ssh' and 'host_key' do not apply" in text
 
 
 def test_the_controller_never_connects_to_a_local_worker(spec):
-    assert [n.name for n in select_nodes(spec, ())] == ["mlb1", "mcp1", "mw1"]
-    assert [n.name for n in select_nodes(spec, (), connected=False)] == ["mlb1", "mcp1", "mw1", "mw2"]
+    assert [n.name for n in select_nodes(spec, ())] == ["llb1", "lcp1", "lw1"]
+    assert [n.name for n in select_nodes(spec, (), connected=False)] == ["llb1", "lcp1", "lw1", "lw2"]
     with pytest.raises(click.BadParameter, match="join --local"):
-        select_nodes(spec, ("mw2",))
+        select_nodes(spec, ("lw2",))
 
 
 def test_a_local_worker_still_gets_a_pod_subnet_routes_and_a_hosts_entry(spec, ctx):
-    assert str(spec.pod_subnets["mw2"]) == "10.244.2.0/24"
-    mw1 = {a.path: a.content.decode() for a in render_host(ctx, spec.node("mw1"))}
-    assert "10.244.2.0/24 via 10.77.0.222" in mw1["/etc/systemd/system/kbootstrap-pod-routes.service"]
+    assert str(spec.pod_subnets["lw2"]) == "10.244.2.0/24"
+    lw1 = {a.path: a.content.decode() for a in render_host(ctx, spec.node("lw1"))}
+    assert "10.244.2.0/24 via 10.77.0.244" in lw1["/etc/systemd/system/kbootstrap-pod-routes.service"]
 
 
 def test_no_kbootstrap_issued_key_for_a_local_worker(spec, ctx):
-    assert "mw2" not in [n.name for n in nodes_for(spec, PerNode.KUBELET_NODE)]
-    assert "mw2" not in [n.name for n in nodes_for(spec, Hosts.KUBELET_NODES)]
-    files = {a.path: a for a in render_host(ctx, spec.node("mw2"))}
+    assert "lw2" not in [n.name for n in nodes_for(spec, PerNode.KUBELET_NODE)]
+    assert "lw2" not in [n.name for n in nodes_for(spec, Hosts.KUBELET_NODES)]
+    files = {a.path: a for a in render_host(ctx, spec.node("lw2"))}
     assert [p for p in files if "/pki/" in p] == ["/etc/kubernetes/pki/ca.crt"]
     assert not any(a.secret for a in files.values())  # no key, no token (the token comes only at join time)
     kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"].content)
@@ -75,14 +75,14 @@ def test_no_kbootstrap_issued_key_for_a_local_worker(spec, ctx):
     proxy = yaml.safe_load(files["/etc/kubernetes/kube-proxy.conf"].content)
     assert proxy["users"][0]["user"] == {"client-certificate": "/var/lib/kubelet/pki/kubelet-client-current.pem",
                                          "client-key": "/var/lib/kubelet/pki/kubelet-client-current.pem"}
-    # ...while mw1, joined over SSH, keeps its CA-signed serving certificate and the kube-proxy key.
-    mw1 = {a.path for a in render_host(ctx, spec.node("mw1"))}
-    assert {"/etc/kubernetes/pki/kubelet-serving.key", "/etc/kubernetes/kube-proxy.conf"} <= mw1
+    # ...while lw1, joined over SSH, keeps its CA-signed serving certificate and the kube-proxy key.
+    lw1 = {a.path for a in render_host(ctx, spec.node("lw1"))}
+    assert {"/etc/kubernetes/pki/kubelet-serving.key", "/etc/kubernetes/kube-proxy.conf"} <= lw1
 
 
 def test_control_planes_run_the_approver_for_local_workers_only(spec, ctx, tmp_path):
-    cp = {a.path: a for a in render_host(ctx, spec.node("mcp1"))}
-    assert yaml.safe_load(cp["/etc/kubernetes/kbootstrap/nodes.json"].content) == {"mw2": "10.77.0.222"}
+    cp = {a.path: a for a in render_host(ctx, spec.node("lcp1"))}
+    assert yaml.safe_load(cp["/etc/kubernetes/kbootstrap/nodes.json"].content) == {"lw2": "10.77.0.244"}
     assert "/etc/kubernetes/csr-approver.conf" in cp and LOCAL_JOIN in cp and CLUSTER_INFO in cp
     mini = load_inventory(LOCAL.parent / "lab-mini.yaml")
     plain = {a.path for a in render_host(RenderContext(mini, ensure_pki(mini, tmp_path), ensure_secrets(tmp_path)),
@@ -94,10 +94,10 @@ def test_control_planes_run_the_approver_for_local_workers_only(spec, ctx, tmp_p
 def test_reset_stops_the_approver_and_removes_its_files(ctx):
     from kbootstrap.reset_cluster import reset_paths, services_to_stop
 
-    mcp1 = ctx.spec.node("mcp1")
-    assert services_to_stop(ctx, mcp1)[-1] == "kbootstrap-csr-approver"
+    lcp1 = ctx.spec.node("lcp1")
+    assert services_to_stop(ctx, lcp1)[-1] == "kbootstrap-csr-approver"
     assert {"/usr/local/lib/kbootstrap/csr_approver.py", "/etc/kubernetes/kbootstrap/nodes.json",
-            "/etc/systemd/system/kbootstrap-csr-approver.service"} <= set(reset_paths(ctx, mcp1))
+            "/etc/systemd/system/kbootstrap-csr-approver.service"} <= set(reset_paths(ctx, lcp1))
 
 
 def test_the_node_renders_from_the_profile_exactly_as_the_controller_does(spec, ctx):
@@ -107,8 +107,8 @@ def test_the_node_renders_from_the_profile_exactly_as_the_controller_does(spec, 
     on_node = spec_from_profile(text)
     assert on_node.pod_subnets == spec.pod_subnets and on_node.api_server_url == spec.api_server_url
     node_ctx = RenderContext(on_node, ca_only(ctx.pki.ca("ca").cert_pem), None)
-    assert {a.path: a.content for a in render_host(node_ctx, on_node.node("mw2"))} == \
-           {a.path: a.content for a in render_host(ctx, spec.node("mw2"))}
+    assert {a.path: a.content for a in render_host(node_ctx, on_node.node("lw2"))} == \
+           {a.path: a.content for a in render_host(ctx, spec.node("lw2"))}
     reordered = yaml.safe_load(text)
     reordered["nodes"].reverse()
     assert spec_from_profile(yaml.safe_dump(reordered)).pod_subnets == spec.pod_subnets
@@ -120,13 +120,13 @@ def test_a_profile_of_another_format_is_refused():
 
 
 def test_this_node_must_be_a_local_worker_with_its_address_here(spec):
-    assert this_node(spec, "mw2", {"127.0.0.1", "10.77.0.222"}).name == "mw2"
+    assert this_node(spec, "lw2", {"127.0.0.1", "10.77.0.244"}).name == "lw2"
     with pytest.raises(LocalJoinError, match="join: ssh"):
-        this_node(spec, "mw1", {"10.77.0.221"})
-    with pytest.raises(LocalJoinError, match="not a node of cluster lab-local .* mw2"):
-        this_node(spec, "mw9", {"10.77.0.229"})
+        this_node(spec, "lw1", {"10.77.0.243"})
+    with pytest.raises(LocalJoinError, match="not a node of cluster lab-local .* lw2"):
+        this_node(spec, "lw9", {"10.77.0.249"})
     with pytest.raises(LocalJoinError, match="not on this machine"):
-        this_node(spec, "mw2", {"10.77.0.221"})
+        this_node(spec, "lw2", {"10.77.0.243"})
 
 
 def test_token_ttl():
@@ -134,3 +134,16 @@ def test_token_ttl():
     for bad in ("0h", "1w", "h", "1.5h"):
         with pytest.raises(click.BadParameter, match="expected a number and a unit"):
             _duration(bad)
+
+
+def test_the_join_keeps_what_reset_local_needs(spec, ctx, tmp_path, monkeypatch):
+    from kbootstrap.join_local import Joined
+
+    monkeypatch.setattr(Joined, "PATH", tmp_path / "joined.yaml")
+    with pytest.raises(LocalJoinError, match="was not joined with `kbootstrap join --local`"):
+        Joined.load()
+    Joined("lw2", "https://10.77.0.241:6443", ctx.pki.ca("ca").cert_pem, profile_yaml(spec)).save()
+    kept = Joined.load()
+    assert (tmp_path / "joined.yaml").stat().st_mode & 0o777 == 0o600
+    assert spec_from_profile(kept.profile).pod_subnets == spec.pod_subnets
+    assert kept.ca_pem == ctx.pki.ca("ca").cert_pem and kept.node == "lw2"
