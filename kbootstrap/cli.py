@@ -287,7 +287,7 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
 
     \b
     On the node itself (--local, as root; like `kubeadm join`): list the worker in the inventory with
-    `join: local` first, run `kbootstrap init` (or `apply`), then on the controller
+    `join: local` first, run `kbootstrap init` and `join` (again, on a running cluster), then on the controller
       kbootstrap token create -i INV --print-join-command
     and run what it prints on the node, with the bundle there (--artifacts DIR). The node trusts the
     cluster only if cluster-info is signed with the token and its CA matches --ca-cert-hash; it reads

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .discovery import DiscoveryError, ca_pin, discover, parse_token
+from .discovery import PIN, DiscoveryError, ca_pin, discover, parse_token
 from .errors import KbootstrapError
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from .render.node import KUBELET_CLIENT
@@ -59,12 +59,15 @@ def establish_trust(server: str, token: str | None, ca_cert_hash: str, ca_file: 
                     client_cert: str = KUBELET_CLIENT, wait: float = 30) -> Trust:
     """A joined node (a kubelet client certificate, and a CA with the pinned key) trusts what it has;
     otherwise the token and pin must pass discovery."""
+    if not PIN.match(ca_cert_hash):
+        raise LocalJoinError("--ca-cert-hash: expected sha256:<64 hex digits> (kbootstrap token create prints it)")
     ca = Path(ca_file)
     if Path(client_cert).is_file() and ca.is_file():
-        if ca_pin(ca.read_bytes()) != ca_cert_hash:
-            raise LocalJoinError(f"{ca_file} has public key {ca_pin(ca.read_bytes())}, --ca-cert-hash says "
-                                 f"{ca_cert_hash}: this node belongs to another cluster (`kbootstrap reset` it first)")
-        return Trust(server, ca.read_bytes(), None, client_cert)
+        ca_pem = ca.read_bytes()
+        if ca_pin(ca_pem) != ca_cert_hash:
+            raise LocalJoinError(f"{ca_file} has public key {ca_pin(ca_pem)}, --ca-cert-hash says {ca_cert_hash}: "
+                                 "this node belongs to another cluster (`kbootstrap reset --local --yes` it first)")
+        return Trust(server, ca_pem, None, client_cert)
     if token is None:
         raise LocalJoinError("--token (or --token-file, or KBOOTSTRAP_TOKEN) is needed: this node has not joined yet")
     found = discover(server, token, ca_cert_hash, wait=wait)
@@ -96,7 +99,7 @@ def read_profile(trust: Trust) -> str:
     status, body = api_get(trust, f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIGMAP}")
     if status == 404:
         raise LocalJoinError(f"{NAMESPACE}/{CONFIGMAP} is not in the cluster: list this node in the inventory with "
-                             "`join: local`, then run `kbootstrap init` (or `apply`) on the controller")
+                             "`join: local`, then run `kbootstrap init` on the controller (it publishes the node profile)")
     if status != 200:
         raise LocalJoinError(f"{trust.server}: reading {NAMESPACE}/{CONFIGMAP} answered HTTP {status}")
     try:
@@ -147,7 +150,7 @@ def this_node(spec: ClusterSpec, name: str | None, addresses: set[str]) -> Node:
     except KeyError:
         local = ", ".join(n.name for n in spec.local_nodes) or "none"
         raise LocalJoinError(f"{name}: not a node of cluster {spec.cluster.name} (its `join: local` workers: {local}); "
-                             "add it to the inventory with `join: local` and run `kbootstrap apply` on the "
+                             "add it to the inventory with `join: local` and run `kbootstrap init` on the "
                              "controller, or pass --node-name") from None
     if not node.joins_locally:
         raise LocalJoinError(f"{name}: the inventory says `join: {node.join.value}` for it; kbootstrap joins it over "

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kbootstrap.artifacts.build import default_bundle_dir
 from kbootstrap.lab import lifecycle
@@ -96,7 +97,11 @@ def lab(tmp_path_factory, lab_tools):
     lifecycle.down(lab.layout, log=log)
     try:
         lifecycle.up(lab.layout, "lxc", log=log)
-        for command in (["init", "-i", str(INVENTORY)], ["join", "-i", str(INVENTORY)]):
+        # The cluster is made without lw2 (test_listing_... adds it, as an operator would on a running cluster).
+        before = home / "lab-local-without-lw2.yaml"
+        doc = yaml.safe_load(INVENTORY.read_text())
+        before.write_text(yaml.safe_dump({**doc, "nodes": [n for n in doc["nodes"] if n["name"] != NODE]}))
+        for command in (["init", "-i", str(before)], ["join", "-i", str(before)]):
             started = time.monotonic()
             p = lab.kb(*command)
             assert p.returncode == 0, p.stdout + p.stderr
@@ -131,19 +136,30 @@ def _untouched(lab: Lab) -> None:
     assert p.stdout.decode().split() == ["inactive"], p.stdout.decode()
 
 
-def test_controller_never_connects_to_the_local_worker(lab):
+def _changes(p: subprocess.CompletedProcess) -> dict[str, list[str]]:
+    assert p.returncode == 0, p.stdout + p.stderr
+    return {h["host"]: [f"{c['action']} {c['target']}" for c in h["changes"] if c["action"] != "wait"]
+            for h in json.loads(p.stdout)["hosts"]}
+
+
+def test_listing_the_local_worker_updates_the_cluster_and_never_connects_to_it(lab):
+    """lw2 added to the inventory of the running cluster: `init` and `join` publish its profile, start the
+    approver and give every node its route and hosts entry, without ever connecting to lw2."""
     p = lab.kb("join", "-i", str(INVENTORY), "--host", NODE)
     assert p.returncode == 2 and "join --local" in p.stderr, p.stderr
-    p = lab.kb("init", "-i", str(INVENTORY), "--output", "json")
-    assert p.returncode == 0, p.stderr
-    hosts = {h["host"] for h in json.loads(p.stdout)["hosts"]}
-    assert NODE not in hosts and "lcp1" in hosts
-    assert not any(c for h in json.loads(p.stdout)["hosts"] for c in h["changes"] if c["action"] != "wait"), p.stdout
-    # ...yet lw2 is in every node's /etc/hosts and lw1 already routes to its pod subnet.
+    init = _changes(lab.kb("init", "-i", str(INVENTORY), "--output", "json"))
+    join = _changes(lab.kb("join", "-i", str(INVENTORY), "--output", "json"))
+    assert NODE not in init and NODE not in join and "lcp1" in init and "lw1" in join
+    assert any(c.startswith("run ") and c.endswith("apply --server-side -f /etc/kubernetes/addons/kbootstrap-local-join.yaml")
+               for c in init["lcp1"]), init["lcp1"]
+    assert "start kbootstrap-csr-approver" in init["lcp1"], init["lcp1"]
     lw1 = lab.host("lw1")
     assert lw1.run("getent hosts lw2").stdout.split()[0] == "10.77.0.244"
     subnet = str(lab.spec.pod_subnets[NODE])
     assert f"{subnet} via 10.77.0.244" in lw1.run("ip route show").stdout
+    # A second init and join change nothing.
+    assert not any(_changes(lab.kb("init", "-i", str(INVENTORY), "--output", "json")).values())
+    assert not any(_changes(lab.kb("join", "-i", str(INVENTORY), "--output", "json")).values())
 
 
 def test_refusals_leave_the_node_untouched(lab):

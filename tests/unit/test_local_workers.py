@@ -147,3 +147,23 @@ def test_the_join_keeps_what_reset_local_needs(spec, ctx, tmp_path, monkeypatch)
     assert (tmp_path / "joined.yaml").stat().st_mode & 0o777 == 0o600
     assert spec_from_profile(kept.profile).pod_subnets == spec.pod_subnets
     assert kept.ca_pem == ctx.pki.ca("ca").cert_pem and kept.node == "lw2"
+
+
+def test_a_joined_node_trusts_its_own_ca_only_under_the_same_pin(ctx, tmp_path):
+    """A re-run on a joined node uses no token and no network for trust; another cluster's pin is refused."""
+    from kbootstrap.discovery import ca_pin
+    from kbootstrap.join_local import establish_trust
+
+    ca, cert = tmp_path / "ca.crt", tmp_path / "kubelet-client-current.pem"
+    ca.write_bytes(ctx.pki.ca("ca").cert_pem)
+    cert.write_text("the kubelet's, not read here")
+    pin = ca_pin(ca.read_bytes())
+    trust = establish_trust("https://10.77.0.241:6443", None, pin, ca_file=str(ca), client_cert=str(cert))
+    assert trust.joined and trust.token is None and trust.ca_pem == ca.read_bytes()
+    other = "sha256:" + "0" * 64
+    with pytest.raises(LocalJoinError, match="belongs to another cluster .*reset --local"):
+        establish_trust("https://10.77.0.241:6443", None, other, ca_file=str(ca), client_cert=str(cert))
+    with pytest.raises(LocalJoinError, match="expected sha256:<64 hex digits>"):
+        establish_trust("https://10.77.0.241:6443", None, pin[:-1], ca_file=str(ca), client_cert=str(cert))
+    with pytest.raises(LocalJoinError, match="--token .* is needed"):
+        establish_trust("https://10.77.0.241:6443", None, pin, ca_file=str(ca), client_cert=str(tmp_path / "none"))
