@@ -84,7 +84,11 @@ def ca_pin(ca_pem: bytes) -> str:
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
-def _get(server: str, ca_pem: bytes | None, timeout: float) -> bytes:
+def https_get(server: str, path: str, ca_pem: bytes | None, *, token: str | None = None,
+              client_cert: str | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    """(status, body) of a GET to the API server. ca_pem None: TLS unverified (discovery's first read only);
+    else verified against that CA, host name included. Authenticated by a bearer token or a client
+    certificate file (cert and key in one PEM), or anonymous. A failed connection is a DiscoveryError."""
     url = urlsplit(server)
     if url.scheme != "https" or not url.hostname:
         raise DiscoveryError(f"--server {server}: expected https://HOST[:PORT]")
@@ -93,17 +97,26 @@ def _get(server: str, ca_pem: bytes | None, timeout: float) -> bytes:
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # no CA yet: the JWS and pin decide
     else:
         context = ssl.create_default_context(cadata=ca_pem.decode())
+    headers = {"Accept": "application/json"}
+    if client_cert:
+        context.load_cert_chain(client_cert)
+    elif token:
+        headers["Authorization"] = f"Bearer {token}"
     conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=timeout, context=context)
     try:
-        conn.request("GET", CLUSTER_INFO, headers={"Accept": "application/json"})
+        conn.request("GET", path, headers=headers)
         r = conn.getresponse()
-        body = r.read()
+        return r.status, r.read()
     except (OSError, http.client.HTTPException) as e:
-        raise DiscoveryError(f"{server}: cannot read cluster-info ({e})") from e
+        raise DiscoveryError(f"{server}: GET {path} failed ({e})") from e
     finally:
         conn.close()
-    if r.status != 200:
-        raise DiscoveryError(f"{server}: cluster-info answered HTTP {r.status} (is anonymous read of "
+
+
+def _get(server: str, ca_pem: bytes | None, timeout: float) -> bytes:
+    status, body = https_get(server, CLUSTER_INFO, ca_pem, timeout=timeout)
+    if status != 200:
+        raise DiscoveryError(f"{server}: cluster-info answered HTTP {status} (is anonymous read of "
                              "kube-public/cluster-info allowed, and was the cluster made by kbootstrap init?)")
     return body
 

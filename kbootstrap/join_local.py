@@ -12,25 +12,28 @@ runs before anything on the node is written.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
-import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import yaml
 
-from .discovery import PIN, DiscoveryError, ca_pin, discover, parse_token
+from .discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
 from .errors import KbootstrapError
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from .render.node import KUBELET_CLIENT
 from .spec import ClusterSpec, Node
+
+if TYPE_CHECKING:
+    from .engine_cli import Session
 
 STATE_DIR = Path("/var/lib/kbootstrap/local")  # lock, journal and run logs of join --local on this node
 LOCAL_CA = "/etc/kubernetes/pki/ca.crt"
@@ -76,22 +79,8 @@ def establish_trust(server: str, token: str | None, ca_cert_hash: str, ca_file: 
 
 def api_get(trust: Trust, path: str, timeout: float = 10) -> tuple[int, bytes]:
     """GET over TLS verified against the pinned CA (the host name must be in the apiserver's certificate)."""
-    url = urlsplit(trust.server)
-    context = ssl.create_default_context(cadata=trust.ca_pem.decode())
-    headers = {"Accept": "application/json"}
-    if trust.client_cert:
-        context.load_cert_chain(trust.client_cert)
-    elif trust.token:
-        headers["Authorization"] = f"Bearer {trust.token}"
-    conn = http.client.HTTPSConnection(url.hostname, url.port or 443, timeout=timeout, context=context)
-    try:
-        conn.request("GET", path, headers=headers)
-        r = conn.getresponse()
-        return r.status, r.read()
-    except (OSError, http.client.HTTPException) as e:
-        raise LocalJoinError(f"{trust.server}: GET {path} failed ({e})") from e
-    finally:
-        conn.close()
+    return https_get(trust.server, path, trust.ca_pem, token=None if trust.client_cert else trust.token,
+                     client_cert=trust.client_cert, timeout=timeout)
 
 
 def read_profile(trust: Trust) -> str:
@@ -176,7 +165,7 @@ def wait_node_ready(trust_after: Trust, name: str, timeout: float, interval: flo
                 last = f"Ready={ready.get('status', '?')}: {ready.get('message', '')}"
             else:
                 last = f"HTTP {status}"
-        except LocalJoinError as e:
+        except DiscoveryError as e:  # the API not answering yet: try again until the deadline
             last = str(e)
         if time.monotonic() >= deadline:
             raise LocalJoinError(f"node {name} not Ready after {timeout:.0f}s ({last}); see `journalctl -u kubelet`")
@@ -199,39 +188,51 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
     return token
 
 
+def _require_root(why: str) -> None:
+    if os.geteuid() != 0:
+        raise LocalJoinError(f"{why}: run it as root on the node")
+
+
+@contextmanager
+def _local_session(spec: ClusterSpec, ca_pem: bytes, node: Node, command: str, output: str) -> Iterator[Session]:
+    """One locked, journaled run on this machine (lock, journal and logs in STATE_DIR), rendering with the
+    cluster CA's certificate alone: no cluster secrets and no keys, which a worker's files need neither of (a
+    renderer reaching for one fails loudly)."""
+    from .engine_cli import Session
+    from .journal import ClusterLock, Journal
+    from .pki.issue import ca_only
+    from .render import RenderContext
+    from .transport.local import LocalTransport
+
+    ctx = RenderContext(spec, ca_only(ca_pem), None)  # type: ignore[arg-type]
+    with ClusterLock(STATE_DIR, command) as lock:
+        s = Session(ctx, {node.name: LocalTransport(node.name)}, Journal(STATE_DIR, command), output, STATE_DIR)
+        if lock.broke_stale:
+            s.note(f"note: {lock.broke_stale}")
+        yield s
+
+
 def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts: Path | None, node_name: str | None,
                    dry_run: bool, timeout: float, output: str):
     """The whole `join --local`. Refusals raise before the first write on this machine; the phases then
     run through the same engine, journal and lock as over SSH, kept in STATE_DIR."""
     from dataclasses import replace
 
-    from .engine_cli import Session
     from .init_cluster import preflight
     from .join_nodes import local_join_phases
-    from .journal import ClusterLock, Journal
     from .phases.bundle_payload import load_bundle
-    from .pki.issue import ca_only
-    from .render import RenderContext
-    from .transport.local import LocalTransport
 
-    if os.geteuid() != 0:
-        raise LocalJoinError("join --local installs and starts services: run it as root on the node")
+    _require_root("join --local installs and starts services")
     trust = establish_trust(server, token, ca_cert_hash)
     profile = read_profile(trust)
     spec = spec_from_profile(profile)
     node = this_node(spec, node_name, local_addresses())
     bundle, manifest = load_bundle(spec, artifacts)
-    # No cluster secrets and no keys: a worker's files need neither (a renderer reaching for one fails loudly).
-    ctx = RenderContext(spec, ca_only(trust.ca_pem), None)  # type: ignore[arg-type]
-    with ClusterLock(STATE_DIR, "join --local") as lock:
-        journal = Journal(STATE_DIR, "join --local")
-        s = Session(ctx, {node.name: LocalTransport(node.name)}, journal, output, STATE_DIR)
-        if lock.broke_stale:
-            s.note(f"note: {lock.broke_stale}")
+    with _local_session(spec, trust.ca_pem, node, "join --local", output) as s:
         s.note(f"{node.name}: " + ("already joined: checking every phase, no token used" if trust.joined else
                                    f"joining cluster {spec.cluster.name} at {spec.api_server_url}"))
         preflight(s, [node], manifest)
-        result = s.run(local_join_phases(ctx, trust.token, bundle, manifest, node, timeout), apply=not dry_run,
+        result = s.run(local_join_phases(s.ctx, trust.token, bundle, manifest, node, timeout), apply=not dry_run,
                        parallel=1, diffs=dry_run)
         not_ready = None
         if not result.failed and not dry_run:
@@ -252,23 +253,14 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
 def run_local_reset(dry_run: bool, output: str):
     """`reset --local`: `reset`'s phases for this node, from what the join kept (the cluster may be gone).
     The Node object stays in the cluster, as after `kubeadm reset`."""
-    from .engine_cli import Session
-    from .journal import ClusterLock, Journal
-    from .pki.issue import ca_only
-    from .render import RenderContext
     from .reset_cluster import reset_phases
-    from .transport.local import LocalTransport
 
-    if os.geteuid() != 0:
-        raise LocalJoinError("reset --local stops services and removes files: run it as root on the node")
+    _require_root("reset --local stops services and removes files")
     joined = Joined.load()
     spec = spec_from_profile(joined.profile)
     node = spec.node(joined.node)
-    ctx = RenderContext(spec, ca_only(joined.ca_pem), None)  # type: ignore[arg-type]
-    with ClusterLock(STATE_DIR, "reset --local"):
-        s = Session(ctx, {node.name: LocalTransport(node.name)}, Journal(STATE_DIR, "reset --local"), output,
-                    STATE_DIR)
-        result = s.run(reset_phases(ctx, [node], detach=False), apply=not dry_run, parallel=1, diffs=dry_run)
+    with _local_session(spec, joined.ca_pem, node, "reset --local", output) as s:
+        result = s.run(reset_phases(s.ctx, [node], detach=False), apply=not dry_run, parallel=1, diffs=dry_run)
         if not result.failed and not dry_run:
             s.note(f"{node.name} is reset; its Node object stays in the cluster: `kubectl delete node {node.name}` "
                    "on the controller, or `kbootstrap join --local` with a new token to join again")

@@ -3,6 +3,7 @@ approves those kubelets' serving-certificate CSRs whose names and addresses matc
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 
@@ -18,6 +19,12 @@ PROGRAM = "/usr/local/lib/kbootstrap/csr_approver.py"
 NODES_FILE = f"{K8S}/kbootstrap/nodes.json"
 
 
+@functools.cache
+def _program() -> bytes:
+    """The approver's source, read once: a host is rendered several times a run."""
+    return resources.files("kbootstrap").joinpath("csr_approver.py").read_bytes()
+
+
 def runs_approver(ctx: RenderContext, node: Node) -> bool:
     return receives(ctx.spec, Hosts.APPROVERS, node)
 
@@ -28,9 +35,8 @@ def approver_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     # Only the `join: local` workers: the others hold serving certificates kbootstrap issued, and must not
     # get another one by CSR.
     nodes = {n.name: str(n.address) for n in ctx.spec.local_nodes}
-    program = resources.files("kbootstrap").joinpath("csr_approver.py").read_bytes()
     return [
-        Artifact(PROGRAM, program, 0o755, restarts=(SERVICE,), component=SERVICE),
+        Artifact(PROGRAM, _program(), 0o755, restarts=(SERVICE,), component=SERVICE),
         Artifact(f"/etc/systemd/system/{SERVICE}.service", render_text("csr-approver/kbootstrap-csr-approver.service.j2"),
                  restarts=(SERVICE,), component=SERVICE),
         # Re-read on every pass: a worker added to the inventory needs no restart.
