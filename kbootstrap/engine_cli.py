@@ -21,7 +21,7 @@ from .runner import HostResult, Phase, RunResult, run_phases
 from .spec import ClusterSpec, Node
 from .transport.base import Transport
 from .etcd_members import MembersRecord
-from .cli import default_cluster_dir, err, out, select_nodes
+from .cli_common import default_cluster_dir, err, out, select_nodes
 
 
 @dataclass

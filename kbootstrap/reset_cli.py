@@ -1,5 +1,5 @@
 """`kbootstrap reset`: the command line of reset_cluster.py. Registered in kbootstrap/cli.py with
-`main.add_command(reset)` (imported after `host_options` is defined there: this module uses it)."""
+`main.add_command(reset)`; its options come from cli_common.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli import ARTIFACTS_OPTION, _load, err, exit_for, host_options, select_nodes
+from .cli_common import ARTIFACTS_OPTION, _load, err, exit_for, host_options, select_nodes
 
 
 @click.command()

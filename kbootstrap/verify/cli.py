@@ -1,5 +1,5 @@
 """`kbootstrap verify`: check a running cluster against its inventory, read-only. Registered in
-kbootstrap/cli.py with `main.add_command(verify)`; runnable alone as `python -m kbootstrap.verify.cli`."""
+kbootstrap/cli.py with `main.add_command(verify)`; runnable alone as `python -m kbootstrap.verify`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import INVENTORY_HELP, _load, default_cluster_dir, err, out, select_nodes
+from ..cli_common import INVENTORY_HELP, _load, default_cluster_dir, err, out, select_nodes
 from ..errors import KbootstrapError
 
 

@@ -339,3 +339,14 @@ def test_a_probe_that_errors_is_a_failed_row_not_a_traceback(small_spec):
     rows = HostChecks(ctx, small_spec.node("w1"), Answers()).run()
     assert rows[0] == C.Check("w1", "ssh and sudo", True, "vagrant@10.77.0.31, root")
     assert len(rows) > 5 and not any(r.ok for r in rows[1:])
+
+
+def test_verify_runs_alone_as_a_module():
+    """`python -m kbootstrap.verify` in a fresh interpreter: it failed on an import cycle with kbootstrap/cli.py."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "kbootstrap.verify", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "Check that the cluster runs as the inventory says" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import kbootstrap.reset_cli"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,82 @@
+"""What every kbootstrap command line shares: the consoles, loading and selecting from the inventory, the host
+options and exit codes. Its own module so that kbootstrap/cli.py, reset_cli.py, verify/cli.py and engine_cli.py
+all import it without importing one another (`python -m kbootstrap.verify` used to fail on that cycle)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .spec import ClusterSpec, Node, load_inventory
+
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+# Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+INVENTORY_HELP = "Inventory YAML describing the cluster (see inventories/example.yaml)."
+
+
+def default_cluster_dir(spec: ClusterSpec) -> Path:
+    base = Path(os.environ.get("KBOOTSTRAP_HOME", Path.home() / ".local/share/kbootstrap"))
+    return base / "clusters" / spec.cluster.name
+
+
+def select_nodes(spec: ClusterSpec, hosts: tuple[str, ...], connected: bool = True) -> list[Node]:
+    """The nodes named by --host (all when none), refusing names the inventory does not have. connected: only
+    nodes kbootstrap reaches over SSH; a `join: local` worker named by --host is refused with the way to join it."""
+    unknown = [h for h in hosts if h not in {n.name for n in spec.nodes}]
+    if unknown:
+        raise click.BadParameter(f"not in the inventory: {', '.join(unknown)}", param_hint="--host")
+    local = [n.name for n in spec.local_nodes if n.name in hosts]
+    if connected and local:
+        raise click.BadParameter(f"{', '.join(local)}: 'join: local' in the inventory, so kbootstrap never connects to "
+                                 "it; run `kbootstrap join --local` on the node (`kbootstrap token create "
+                                 "--print-join-command` prints the command)", param_hint="--host")
+    pool = spec.connected_nodes if connected else spec.nodes
+    return [n for n in pool if not hosts or n.name in hosts]
+
+
+def _load(inventory: Path) -> ClusterSpec:
+    spec = load_inventory(inventory)
+    for w in spec.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    return spec
+
+
+HOST_OPTIONS = [
+    click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP),
+    click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock)."),
+    click.option("--host", "hosts", multiple=True, help="Only these hosts (repeatable). Default: all."),
+    click.option("--parallel", default=10, show_default=True, help="Hosts worked on at once."),
+    click.option("--accept-new-host-keys", is_flag=True,
+                 help="Record the SSH host key of a host seen for the first time (a changed key is still refused)."),
+    click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True),
+]
+
+
+def host_options(fn, inventory_required: bool = True):
+    options = HOST_OPTIONS if inventory_required else [
+        click.option("-i", "--inventory", type=click.Path(path_type=Path), help=INVENTORY_HELP + " Not with --local."),
+        *HOST_OPTIONS[1:]]
+    for opt in reversed(options):
+        fn = opt(fn)
+    return fn
+
+
+EXIT_CHANGES_PENDING = 3
+
+
+def exit_for(result, dry_run: bool) -> None:
+    """1 when a host failed; else, for a run that changed nothing on purpose (plan, --dry-run), 3 when
+    changes are pending; else 0."""
+    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+
+
+ARTIFACTS_OPTION = click.option(
+    "--artifacts", type=click.Path(file_okay=False, path_type=Path),
+    help="Artifact bundle to install from (`kbootstrap artifacts bundle`/`fetch`, or the lab's). "
+         "Default: the inventory's `artifacts`, else the artifact cache of the cluster's version.")
