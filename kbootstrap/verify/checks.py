@@ -27,6 +27,8 @@ SERVING_CERT = "/etc/kubernetes/pki/kubelet-serving.crt"
 SERVING_KEY = "/etc/kubernetes/pki/kubelet-serving.key"
 NODE_SERVICES = ("containerd", "kubelet", "kube-proxy", "kbootstrap-pod-routes")
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+APPROVER = "kbootstrap-csr-approver"
+KUBELET_VIA_API = "kubelet through the API server"
 KUBELET_PORT, API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = 10250, 6443, 2379, 2380
 
 
@@ -74,6 +76,8 @@ def host_probes(ctx: RenderContext, node: Node) -> list[Probe]:
         out += [Probe("port", expect=KUBELET_PORT), Probe("serving-cert")]
     if node.has(Role.CONTROL_PLANE):
         out.append(Probe("port", expect=API_PORT))
+        if spec.local_nodes:  # it approves the serving certificates of `join: local` workers
+            out.append(Probe("service", APPROVER))
         if spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
             out += [Probe("container", c) for c in CONTROL_PLANE]
         else:
@@ -221,6 +225,15 @@ def node_ready_checks(names: list[str], nodes_json: str) -> list[Check]:
         detail = f"Ready, kubelet {version}" if ok else f"Ready={ready.get('status', '?')}: {ready.get('reason', '')} {ready.get('message', '')}".strip()
         out.append(Check(name, "node Ready (API)", ok, detail))
     return out
+
+
+def kubelet_proxy_check(name: str, rc: int, stdout: str, stderr: str) -> Check:
+    """`kubectl get --raw /api/v1/nodes/NAME/proxy/healthz`: kube-apiserver reached the node's kubelet over its
+    serving certificate, which it verifies against the cluster CA (--kubelet-certificate-authority)."""
+    ok = rc == 0 and stdout.strip() == "ok"
+    detail = "ok: serving certificate verified by kube-apiserver" if ok else " ".join(
+        (stderr.strip() or stdout.strip() or f"exit {rc}").split())[:200]
+    return Check(name, KUBELET_VIA_API, ok, detail)
 
 
 def failed(checks: list[Check]) -> list[Check]:

@@ -31,8 +31,11 @@ def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], pa
                       (containers in the static-pod form, services in the systemd form)
       etcd members    etcd running, ports 2379/2380, `etcdctl endpoint health`, member list = inventory
       load balancers  haproxy active and listening; keepalived active
+      (control planes also run kbootstrap-csr-approver when the inventory has `join: local` workers)
     From this machine: /readyz through the load balancer, every node Ready, exactly one load balancer
     holding the VIP, no certificate of the cluster directory due for reissue.
+    A `join: local` worker is never connected to: it is checked through the API only (node Ready, and
+    kube-apiserver reaching its kubelet over the CA-signed serving certificate).
 
     Exit 0 when every check passes, 1 when one fails (an unreachable host is a failed check), 2 for bad input.
     """
@@ -40,7 +43,7 @@ def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], pa
     from .run import run_verify
 
     spec = _load(inventory)
-    nodes = select_nodes(spec, hosts)
+    nodes = select_nodes(spec, hosts, connected=False)  # local workers: API checks only
     checks = run_verify(spec, cluster_dir or default_cluster_dir(spec), nodes, parallel)
     if output == "json":
         click.echo(checks_json(checks))

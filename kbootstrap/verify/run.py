@@ -24,7 +24,7 @@ from ..spec import ClusterSpec, Node
 from ..transport import remote
 from ..transport.base import Transport, quote
 from .checks import (CLUSTER, SERVING_CERT, SERVING_KEY, Check, Probe, etcd_members_check, file_checks, host_probes,
-                     node_ready_checks, port_check, service_check, serving_cert_check, vip_check)
+                     kubelet_proxy_check, node_ready_checks, port_check, service_check, serving_cert_check, vip_check)
 from .context import load_context, stale_certificates
 
 
@@ -147,7 +147,8 @@ def kubectl_json(kubectl: str, conf: Path, server: str, *args: str) -> subproces
 
 def cluster_checks(ctx: RenderContext, root: Path, nodes: list[Node]) -> list[Check]:
     """From this machine: the cluster directory's certificates, /readyz through the load balancer / VIP,
-    and every selected kubelet node Ready."""
+    every selected kubelet node Ready, and each selected `join: local` worker's kubelet reached by the API
+    server (kbootstrap never connects to such a node, so the API is how verify sees it)."""
     spec = ctx.spec
     stale = stale_certificates(ctx)
     out = [Check(CLUSTER, "cluster directory certificates current", not stale,
@@ -167,6 +168,9 @@ def cluster_checks(ctx: RenderContext, root: Path, nodes: list[Node]) -> list[Ch
             r = kubectl_json(kubectl, conf, spec.api_server_url, "get", "nodes", "-o", "json")
             out += (node_ready_checks(kubelets, r.stdout) if r.returncode == 0 else
                     [Check(CLUSTER, "nodes Ready", False, _one_line(Exception(r.stderr)))])
+        for node in (n for n in spec.local_nodes if n in nodes):
+            r = kubectl_json(kubectl, conf, spec.api_server_url, "get", "--raw", f"/api/v1/nodes/{node.name}/proxy/healthz")
+            out.append(kubelet_proxy_check(node.name, r.returncode, r.stdout, r.stderr))
     except subprocess.TimeoutExpired:
         out.append(Check(CLUSTER, readyz, False, "kubectl did not answer within 30 s"))
     return out
@@ -181,8 +185,9 @@ def run_verify(spec: ClusterSpec, cluster_dir: Path, nodes: list[Node], parallel
     Raises only for what makes checking impossible (the cluster directory); a host that cannot be reached
     is a failed row."""
     ctx = load_context(spec, cluster_dir)
-    with connect_all(spec, nodes) as transports, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        runners = {n.name: HostChecks(ctx, n, transports[n.name]) for n in nodes}
+    connected = [n for n in nodes if n in spec.connected_nodes]  # `join: local` workers: from the API only
+    with connect_all(spec, connected) as transports, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        runners = {n.name: HostChecks(ctx, n, transports[n.name]) for n in connected}
         futures = {name: pool.submit(r.run) for name, r in runners.items()}
         controller = pool.submit(cluster_checks, ctx, cluster_dir, nodes)
         checks = [c for f in futures.values() for c in f.result()] + controller.result()

@@ -142,6 +142,18 @@ def _changes(p: subprocess.CompletedProcess) -> dict[str, list[str]]:
             for h in json.loads(p.stdout)["hosts"]}
 
 
+def _verify(lab: Lab) -> tuple[int, dict[str, dict[str, bool]]]:
+    """`kbootstrap verify` on the controller: its exit code and each host's rows (check -> passed)."""
+    p = lab.kb("verify", "-i", str(INVENTORY), "--output", "json", timeout=300)
+    rows: dict[str, dict[str, bool]] = {}
+    for c in json.loads(p.stdout)["checks"]:
+        rows.setdefault(c["host"], {})[c["check"]] = c["ok"]
+    return p.returncode, rows
+
+
+LOCAL_ROWS = {"node Ready (API)", "kubelet through the API server"}
+
+
 def test_listing_the_local_worker_updates_the_cluster_and_never_connects_to_it(lab):
     """lw2 added to the inventory of the running cluster: `init` and `join` publish its profile, start the
     approver and give every node its route and hosts entry, without ever connecting to lw2."""
@@ -206,6 +218,11 @@ def test_join_local_makes_a_ready_node_without_any_cluster_key(lab):
     assert b"CN = kubernetes" in issuer.stdout, issuer
     # kube-apiserver reaches lw2's kubelet and verifies it against the cluster CA (--kubelet-certificate-authority).
     assert lab.kubectl("get", "--raw", f"/api/v1/nodes/{NODE}/proxy/healthz").stdout.strip() == "ok"
+    # verify passes, lw2 checked through the API only (no SSH row), the approver checked on the control plane.
+    code, rows = _verify(lab)
+    assert code == 0, rows
+    assert rows[NODE] == dict.fromkeys(LOCAL_ROWS, True), rows[NODE]
+    assert rows["lcp1"]["service kbootstrap-csr-approver"] and "ssh and sudo" in rows["lw1"]
     # The token is of no further use to lw2: the operator deletes it.
     token_id = _arg(words, "--token").split(".")[0]
     p = lab.kb("token", "delete", token_id, "-i", str(INVENTORY))
@@ -267,6 +284,10 @@ def test_reset_local_undoes_the_join_and_the_node_joins_again(lab):
     assert left.split() == ["inactive", "inactive", "inactive", "0"], left
     p = lab.kb_on_node("reset", "--local", "--yes", "--output", "json")
     assert p.returncode == 0 and [c for h in json.loads(p.stdout)["hosts"] for c in h["changes"]] == [], p.stdout
+    # verify sees it: kube-apiserver can no longer reach lw2's kubelet; every other host still passes.
+    code, rows = _verify(lab)
+    assert code == 1 and rows[NODE]["kubelet through the API server"] is False, rows
+    assert all(ok for host, r in rows.items() if host != NODE for ok in r.values()), rows
     # As after `kubeadm reset`, the Node object stays until the operator deletes it; then lw2 joins anew.
     lab.kubectl("delete", "node", NODE, "--wait=true", timeout=60)
     words = _join_command(lab)
@@ -274,3 +295,4 @@ def test_reset_local_undoes_the_join_and_the_node_joins_again(lab):
     assert p.returncode == 0, p.stdout + p.stderr
     node = json.loads(lab.kubectl("get", "node", NODE, "-o", "json").stdout)
     assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+    assert _verify(lab)[0] == 0

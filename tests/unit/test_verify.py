@@ -211,6 +211,26 @@ def test_node_ready_rows_per_kubelet_node():
     assert not C.node_ready_checks(["cp1"], "error: the server doesn't have a resource type")[0].ok
 
 
+def test_local_workers_add_the_approver_to_control_planes_and_get_no_host_probes():
+    import yaml
+
+    p = probes(yaml.safe_load((INVENTORIES / "lab-local.yaml").read_text()))
+    assert "service kbootstrap-csr-approver" in p["lcp1"]
+    assert "service kbootstrap-csr-approver" not in p["lw1"] + p["llb1"]
+    stacked = probes(yaml.safe_load((INVENTORIES / "lab-stacked.yaml").read_text()))
+    assert not any("kbootstrap-csr-approver" in what for rows in stacked.values() for what in rows)
+
+
+def test_kubelet_through_the_api_server_row():
+    ok = C.kubelet_proxy_check("lw2", 0, "ok", "")
+    assert ok == C.Check("lw2", "kubelet through the API server", True,
+                         "ok: serving certificate verified by kube-apiserver")
+    down = C.kubelet_proxy_check("lw2", 1, "", 'Error from server: error trying to reach service: dial tcp '
+                                 '10.77.0.244:10250: connect: connection refused\n')
+    assert not down.ok and down.detail.endswith("connection refused")
+    assert not C.kubelet_proxy_check("lw2", 0, "unhealthy", "").ok
+
+
 # ------------------------------------------------------------------------------------------------------
 # the report
 
@@ -258,6 +278,10 @@ def test_cli_exits_non_zero_on_any_failed_check(monkeypatch, tmp_path, rows, cod
     assert seen == {"cluster_dir": tmp_path, "nodes": ["cp1", "w1"], "parallel": 3}
     text = CliRunner().invoke(verify, ["-i", inv, "--cluster-dir", str(tmp_path)])
     assert text.exit_code == code and "kbootstrap verify: lab-stacked" in text.output
+    # A `join: local` worker may be named: it is checked from the API only (run_verify never connects to it).
+    local = CliRunner().invoke(verify, ["-i", str(INVENTORIES / "lab-local.yaml"), "--cluster-dir", str(tmp_path),
+                                        "--host", "lw2"])
+    assert local.exit_code == code and seen["nodes"] == ["lw2"], local.output
 
 
 # ------------------------------------------------------------------------------------------------------
