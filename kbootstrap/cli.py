@@ -228,7 +228,10 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     itself. Its kubelet gets its client certificate by TLS bootstrap and its serving certificate by a
     CSR that kbootstrap-csr-approver on the control planes approves after checking its name and address.
     Exit 2 (nothing changed on the node) when the token, pin, profile, node name or bundle is refused.
-    A re-run on a joined node needs no token and changes nothing.
+    A re-run on a joined node needs no token and changes nothing; kbootstrap-node-sync.timer makes that
+    re-run every 10 minutes (with the Python, kbootstrap copy, server, pin and bundle of the join, kept in
+    /etc/kubernetes/kbootstrap/node-sync.env), so the node follows the cluster's node profile: a worker
+    added to the inventory later gets its route and /etc/hosts entry here. Keep the bundle where it was.
     """
     if local:
         return _join_local(inventory, hosts, control_plane, server, token, token_file, ca_cert_hash, artifacts,

@@ -30,6 +30,7 @@ from .discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_t
 from .errors import KbootstrapError
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from .render.node import KUBELET_CLIENT
+from .render.node_sync import ENV_FILE as SYNC_ENV, INTERVAL as SYNC_INTERVAL, TIMER as SYNC_TIMER
 from .spec import ClusterSpec, Node
 
 if TYPE_CHECKING:
@@ -95,6 +96,36 @@ def read_profile(trust: Trust) -> str:
         return json.loads(body)["data"][KEY]
     except (ValueError, KeyError, TypeError) as e:
         raise LocalJoinError(f"{NAMESPACE}/{CONFIGMAP} has no {KEY}") from e
+
+
+def node_sync_env(server: str, ca_pem: bytes, bundle: Path) -> bytes:
+    """What kbootstrap-node-sync re-runs the join with (render/node_sync.py): this Python and this copy of
+    kbootstrap, the server and pin of the join, the bundle. No token: a joined node does not need one."""
+    import kbootstrap
+
+    values = {
+        "KBOOTSTRAP_PYTHON": sys.executable,
+        "PYTHONPATH": str(Path(kbootstrap.__file__).resolve().parent.parent),
+        "KBOOTSTRAP_SERVER": server,
+        "KBOOTSTRAP_CA_CERT_HASH": ca_pin(ca_pem),
+        "KBOOTSTRAP_ARTIFACTS": str(bundle.resolve()),
+    }
+    lines = ["# Written by `kbootstrap join --local` for kbootstrap-node-sync.service; nothing secret."]
+    for key, value in values.items():
+        if any(c in value for c in '\n"\\$`'):  # systemd's EnvironmentFile and sh would both read these
+            raise LocalJoinError(f"{key}: {value!r} has a quote, backslash, $, ` or newline; kbootstrap-node-sync "
+                                 "cannot carry it (run kbootstrap and the bundle from a plain path)")
+        lines.append(f'{key}="{value}"')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_if_changed(path: Path, data: bytes, mode: int) -> bool:
+    from .localfs import write_atomic
+
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    write_atomic(path, data, mode)
+    return True
 
 
 @dataclass(frozen=True)
@@ -237,6 +268,8 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
         not_ready = None
         if not result.failed and not dry_run:
             Joined(node.name, server, trust.ca_pem, profile).save()
+            if write_if_changed(Path(SYNC_ENV), node_sync_env(server, trust.ca_pem, bundle), 0o644):
+                s.note(f"{node.name}: wrote {SYNC_ENV} ({SYNC_TIMER} re-runs this join every {SYNC_INTERVAL})")
             try:
                 wait_node_ready(replace(trust, token=None, client_cert=KUBELET_CLIENT), node.name, timeout)
                 s.note(f"{node.name}: Ready")

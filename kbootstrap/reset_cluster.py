@@ -38,11 +38,11 @@ from .phases.services import kubectl
 from .render import RenderContext, flags, render_host
 from .render.etcd import etcd_as_static_pod
 from .render.csr_approver import SERVICE as APPROVER, runs_approver
+from .render.node_sync import SERVICE as SYNC_SERVICE, TIMER as SYNC_TIMER
 from .reset_steps import RemovePathsStep, StopServicesStep
-from .steps import ShellStep
 from .runner import Phase
 from .spec import ClusterSpec, ControlPlaneForm, Node, Role
-from .steps import Step
+from .steps import ShellStep, Step, wanted_by_link
 from .transport.base import quote
 
 IPTABLES_MARKS = ("KUBE-", "CNI-")
@@ -60,6 +60,8 @@ def services_to_stop(ctx: RenderContext, node: Node) -> list[str]:
     """The node's services, in the order they stop: the kubelet first, so it restarts no static pod."""
     spec = ctx.spec
     out = []
+    if node.joins_locally:  # first, so that no re-run of the join starts while the node is taken apart
+        out += [SYNC_TIMER, SYNC_SERVICE]
     if node in spec.kubelet_nodes:
         out += ["kubelet", "kube-proxy", "kbootstrap-pod-routes"]
     if node.has(Role.CONTROL_PLANE) and spec.cluster.control_plane_form is ControlPlaneForm.SYSTEMD:
@@ -113,7 +115,7 @@ def reset_paths(ctx: RenderContext, node: Node) -> list[str]:
     if spec.is_etcd_member(node):
         paths.append(flags.ETCD_DATA_DIR)
     services = services_to_stop(ctx, node) + (["containerd"] if node in spec.kubelet_nodes else [])
-    paths += [f"/etc/systemd/system/multi-user.target.wants/{s}.service" for s in services]
+    paths += [wanted_by_link(s) for s in services]
     return paths
 
 

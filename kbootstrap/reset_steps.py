@@ -8,7 +8,7 @@ from __future__ import annotations
 import posixpath
 
 from .errors import StepError
-from .steps import UNIT_DIRS, Change, Wants
+from .steps import UNIT_DIRS, Change, Wants, unit
 from .transport.base import Transport, quote
 from .transport.remote import HostFacts
 
@@ -26,17 +26,17 @@ class StopServicesStep:
         self.name = name
 
     def wants(self) -> Wants:
-        return Wants(units=[f"{s}.service" for s in self.services])
+        return Wants(units=[unit(s) for s in self.services])
 
     def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
         out = []
         for s in self.services:
-            unit = facts.units.get(f"{s}.service", {})
-            if unit.get("ActiveState") in _RUNNING:
-                out.append(Change(self.name, "stop", s, unit.get("SubState", "")))
-            elif unit.get("ActiveState") == "failed":
+            state = facts.units.get(unit(s), {})
+            if state.get("ActiveState") in _RUNNING:
+                out.append(Change(self.name, "stop", s, state.get("SubState", "")))
+            elif state.get("ActiveState") == "failed":
                 out.append(Change(self.name, "reset-failed", s))
-            if unit.get("UnitFileState") in _ENABLED:
+            if state.get("UnitFileState") in _ENABLED:
                 out.append(Change(self.name, "disable", s))
         return out
 
@@ -44,11 +44,11 @@ class StopServicesStep:
         stop = [c.target for c in changes if c.action == "stop"]
         disable = [c.target for c in changes if c.action == "disable"]
         touched = list(dict.fromkeys(c.target for c in changes))
-        script = [f"systemctl stop {s}.service" for s in stop]  # in order: kubelet before what it runs
+        script = [f"systemctl stop {unit(s)}" for s in stop]  # in order: kubelet before what it runs
         if disable:
-            script.append("systemctl disable " + " ".join(f"{s}.service" for s in disable))
+            script.append("systemctl disable " + " ".join(unit(s) for s in disable))
         # A service killed by the stop may be left `failed`; that is no state to leave for the next run.
-        script.append("{ systemctl reset-failed " + " ".join(f"{s}.service" for s in touched) + " 2>/dev/null || true; }")
+        script.append("{ systemctl reset-failed " + " ".join(unit(s) for s in touched) + " 2>/dev/null || true; }")
         r = t.run(["sh", "-ec", " && ".join(script)], sudo=True)
         if not r.ok:
             raise StepError(t.host, self.name, " && ".join(script), r.rc, r.stderr_tail())

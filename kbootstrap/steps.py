@@ -90,6 +90,17 @@ def _unreloaded(changed: set[str]) -> set[str]:
     return changed.unreloaded if isinstance(changed, RunChanges) else changed
 
 
+def unit(name: str) -> str:
+    """A systemd unit's full name: a bare name is a service (`kubelet`); `x.timer` stays as it is."""
+    return name if "." in name else f"{name}.service"
+
+
+def wanted_by_link(name: str) -> str:
+    """Where `systemctl enable` links the unit: timers under timers.target, services under multi-user."""
+    u = unit(name)
+    return f"/etc/systemd/system/{'timers' if u.endswith('.timer') else 'multi-user'}.target.wants/{u}"
+
+
 class ServicesStep:
     """systemd services: daemon-reload only when a unit file changed; enable and start what is not;
     restart a running service only when one of its input files changed in this run. A `reloadable`
@@ -106,21 +117,21 @@ class ServicesStep:
         self.reloadable = reloadable
 
     def wants(self) -> Wants:
-        return Wants(units=[f"{s}.service" for s in self.services])
+        return Wants(units=[unit(s) for s in self.services])
 
     def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
         out = []
         if any(p.startswith(UNIT_DIRS) for p in _unreloaded(changed)) or any(
-            facts.units.get(f"{s}.service", {}).get("NeedDaemonReload") == "yes" for s in self.services
+            facts.units.get(unit(s), {}).get("NeedDaemonReload") == "yes" for s in self.services
         ):
             out.append(Change(self.name, "daemon-reload", "systemd"))
         for s in self.services:
-            unit = facts.units.get(f"{s}.service", {})
-            if unit.get("UnitFileState") not in ("enabled", "enabled-runtime", "static"):
+            state = facts.units.get(unit(s), {})
+            if state.get("UnitFileState") not in ("enabled", "enabled-runtime", "static"):
                 out.append(Change(self.name, "enable", s))
             if not self.start:
                 continue
-            if unit.get("ActiveState") != "active":
+            if state.get("ActiveState") != "active":
                 out.append(Change(self.name, "start", s))
             elif self.inputs.get(s, set()) & changed:
                 paths = self.inputs[s] & changed
@@ -137,7 +148,7 @@ class ServicesStep:
             script.append("systemctl daemon-reload")
         for action in ("enable", "start", "restart", "reload"):
             if by_action.get(action):
-                units = " ".join(f"{u}.service" for u in by_action[action])
+                units = " ".join(unit(u) for u in by_action[action])
                 if action in ("start", "restart"):  # a unit that hit its start limit refuses to start until reset
                     script.append(f"{{ systemctl reset-failed {units} 2>/dev/null || true; }}")
                 script.append(f"systemctl {action} {units}")
@@ -149,7 +160,7 @@ class ServicesStep:
 
     def _why(self, t: Transport) -> str:
         """The last journal lines of the services that are not running: the reason, not 'see journalctl'."""
-        units = [f"{s}.service" for s in self.services]
+        units = [unit(s) for s in self.services]
         argv = ["sh", "-c", 'for u in "$@"; do systemctl is-active -q "$u" || journalctl -u "$u" -n 12 -o cat '
                 '--no-pager | sed "s/^/$u: /"; done', "sh", *units]
         tail = t.run(argv, sudo=True).stdout.decode(errors="replace").strip()

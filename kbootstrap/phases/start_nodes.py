@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..render import RenderContext
 from ..render.node import KUBELET_CLIENT
+from ..render.node_sync import TIMER as SYNC_TIMER
 from ..runner import Phase
 from ..spec import Node
 from ..steps import ServicesStep, WaitStep
@@ -20,11 +21,13 @@ def start_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[st
 
 def start_local_node(ctx: RenderContext, node: Node, binaries_by_node: dict[str, list], timeout: float) -> Phase:
     """A `join: local` worker: kube-proxy runs on the kubelet's client certificate, so it starts only once TLS
-    bootstrap has written it (started earlier, it would fail and wait for systemd's restart)."""
+    bootstrap has written it (started earlier, it would fail and wait for systemd's restart); then the timer
+    that keeps the node on the cluster's node profile."""
     inputs = inputs_for(ctx, node, binaries_by_node)
     return Phase("node", {node.name: [
         ServicesStep([s for s in NODE_SERVICES if s != "kube-proxy"], inputs),
         WaitStep("kubelet client certificate", ["test", "-s", KUBELET_CLIENT], timeout=timeout, interval=1,
                  what=f"{KUBELET_CLIENT} (TLS bootstrap: the token's CSR, approved by kube-controller-manager)"),
         ServicesStep(["kube-proxy"], inputs),
+        ServicesStep([SYNC_TIMER], inputs),  # its first run is one interval after the join
     ]})

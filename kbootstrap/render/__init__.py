@@ -19,6 +19,7 @@ from .csr_approver import approver_files
 from .etcd import etcd_files
 from .loadbalancer import loadbalancer_files
 from .node import kernel_files, kube_proxy_files, kubelet_files, runtime_files
+from .node_sync import node_sync_files
 from .pki_files import pki_files
 
 __all__ = ["RenderContext", "render_cluster", "render_host", "write_tree"]
@@ -39,7 +40,7 @@ def render_host(ctx: RenderContext, node: Node) -> list[Artifact]:
         out += cluster_addon_files(ctx)
     if node in spec.kubelet_nodes:
         out += runtime_files(ctx, node) + kubelet_files(ctx, node) + kube_proxy_files(ctx, node)
-        out += cni_files(ctx, node)
+        out += cni_files(ctx, node) + node_sync_files(ctx, node)
     paths = [a.path for a in out]
     dupes = {p for p in paths if paths.count(p) > 1}
     assert not dupes, f"two renderers wrote {sorted(dupes)} for {node.name}"

@@ -10,8 +10,9 @@ leave the node untouched; the join ends with lw2 Ready; its serving certificate 
 kbootstrap-csr-approver and signed by the cluster CA (the apiserver reaches lw2's kubelet with its CA check);
 kube-proxy on lw2 runs as the node and programs the Services; lw2 holds no CA key, no shared kube-proxy key
 and no token; a pod on lw2 answers from lw1 across the pod routes; a re-run without a token changes nothing
-and restarts nothing; the controller's commands never connect to lw2; `reset --local` undoes the join on lw2
-(a second one changes nothing) and lw2 joins again with a new token.
+and restarts nothing; the controller's commands never connect to lw2; `verify` checks lw2 through the API;
+`reset --local` undoes the join on lw2 (a second one changes nothing) and lw2 joins again with a new token;
+kbootstrap-node-sync gives the joined lw2 the route and hosts entry of a worker added to the inventory later.
 """
 
 from __future__ import annotations
@@ -296,3 +297,47 @@ def test_reset_local_undoes_the_join_and_the_node_joins_again(lab):
     node = json.loads(lab.kubectl("get", "node", NODE, "-o", "json").stdout)
     assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
     assert _verify(lab)[0] == 0
+
+
+def _sync(lab: Lab) -> tuple[int, str]:
+    """Start kbootstrap-node-sync.service on lw2, as its timer does: its exit code and this run's journal."""
+    p = lab.on_node("systemctl start kbootstrap-node-sync.service", timeout=300)
+    run = lab.on_node("systemctl show -p InvocationID --value kbootstrap-node-sync.service").stdout.decode().strip()
+    journal = lab.on_node(f"journalctl _SYSTEMD_INVOCATION_ID={run} --no-pager -o cat").stdout.decode()
+    return p.returncode, journal
+
+
+def test_node_sync_gives_the_joined_worker_a_later_workers_route(lab):
+    """kbootstrap-node-sync re-runs the join on lw2: a worker added to the inventory after lw2 joined (lw3,
+    never booted: a route to it is harmless) gets its route and hosts entry on lw2 without anyone on lw2."""
+    assert lab.on_node("systemctl is-enabled kbootstrap-node-sync.timer; systemctl is-active kbootstrap-node-sync.timer"
+                       ).stdout.decode().split() == ["enabled", "active"]
+    grown = lab.home / "lab-local-with-lw3.yaml"
+    doc = yaml.safe_load(INVENTORY.read_text())
+    doc["nodes"].append({"name": "lw3", "address": "10.77.0.245", "roles": ["worker"], "join": "local"})
+    grown.write_text(yaml.safe_dump(doc))
+    subnet = str(load_inventory(grown).pod_subnets["lw3"])
+    for command in ("init", "join"):
+        p = lab.kb(command, "-i", str(grown))
+        assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{subnet} via 10.77.0.245" not in lab.on_node("ip route show").stdout.decode()
+
+    before = lab.on_node("systemctl show -p ActiveEnterTimestamp kubelet kube-proxy containerd").stdout
+    rc, journal = _sync(lab)
+    assert rc == 0 and f"{NODE}: already joined" in journal, journal
+    assert f"{subnet} via 10.77.0.245" in lab.on_node("ip route show").stdout.decode(), journal
+    assert lab.on_node("getent hosts lw3").stdout.decode().split()[0] == "10.77.0.245"
+    # Only the routes and hosts changed: the kubelet, kube-proxy and containerd kept running.
+    assert lab.on_node("systemctl show -p ActiveEnterTimestamp kubelet kube-proxy containerd").stdout == before
+    env = lab.on_node("cat /etc/kubernetes/kbootstrap/node-sync.env").stdout.decode()
+    assert f'KBOOTSTRAP_ARTIFACTS="{NODE_BUNDLE}"' in env and "token" not in env.lower(), env
+    # A second sync finds nothing to do.
+    started = time.monotonic()
+    rc, journal = _sync(lab)
+    lab.timings.append(f"lab-local: node sync with nothing to do {time.monotonic() - started:.1f}s")
+    assert rc == 0 and "1 host(s), 0 change(s) made" in journal, journal
+    # reset --local takes the timer away with everything else.
+    assert lab.kb_on_node("reset", "--local", "--yes").returncode == 0
+    left = lab.on_node("systemctl is-active kbootstrap-node-sync.timer; ls /etc/systemd/system/kbootstrap-node-sync.* "
+                       "/etc/systemd/system/timers.target.wants/kbootstrap-node-sync.timer 2>/dev/null").stdout
+    assert left.decode().split() == ["inactive"], left

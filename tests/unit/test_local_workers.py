@@ -100,6 +100,45 @@ def test_reset_stops_the_approver_and_removes_its_files(ctx):
             "/etc/systemd/system/kbootstrap-csr-approver.service"} <= set(reset_paths(ctx, lcp1))
 
 
+def test_a_local_worker_gets_the_node_sync_timer_and_reset_stops_it_first(spec, ctx):
+    from kbootstrap.reset_cluster import reset_paths, services_to_stop
+    from kbootstrap.steps import ServicesStep
+
+    sync = {"/etc/systemd/system/kbootstrap-node-sync.service", "/etc/systemd/system/kbootstrap-node-sync.timer"}
+    lw2 = {a.path: a for a in render_host(ctx, spec.node("lw2"))}
+    assert sync <= set(lw2) and not sync & {a.path for a in render_host(ctx, spec.node("lw1"))}
+    unit = lw2["/etc/systemd/system/kbootstrap-node-sync.service"].content.decode()
+    assert "--node-name lw2" in unit and "EnvironmentFile=/etc/kubernetes/kbootstrap/node-sync.env" in unit
+    assert "--token" not in unit
+    assert services_to_stop(ctx, spec.node("lw2"))[:3] == ["kbootstrap-node-sync.timer", "kbootstrap-node-sync",
+                                                           "kubelet"]
+    assert {"/etc/systemd/system/timers.target.wants/kbootstrap-node-sync.timer", *sync} <= \
+           set(reset_paths(ctx, spec.node("lw2")))
+    assert ServicesStep(["kbootstrap-node-sync.timer", "kubelet"], {}).wants().units == [
+        "kbootstrap-node-sync.timer", "kubelet.service"]
+
+
+def test_node_sync_env_holds_the_join_inputs_and_no_secret(ctx, tmp_path):
+    import sys
+
+    import kbootstrap
+    from kbootstrap.discovery import ca_pin
+    from kbootstrap.join_local import node_sync_env
+
+    ca = ctx.pki.ca("ca").cert_pem
+    env = node_sync_env("https://10.77.0.241:6443", ca, tmp_path).decode()
+    values = dict(line.split("=", 1) for line in env.splitlines() if not line.startswith("#"))
+    assert values == {
+        "KBOOTSTRAP_PYTHON": f'"{sys.executable}"',
+        "PYTHONPATH": f'"{Path(kbootstrap.__file__).resolve().parent.parent}"',
+        "KBOOTSTRAP_SERVER": '"https://10.77.0.241:6443"',
+        "KBOOTSTRAP_CA_CERT_HASH": f'"{ca_pin(ca)}"',
+        "KBOOTSTRAP_ARTIFACTS": f'"{tmp_path}"',
+    }
+    with pytest.raises(LocalJoinError, match="KBOOTSTRAP_ARTIFACTS"):
+        node_sync_env("https://10.77.0.241:6443", ca, tmp_path / 'a"b')
+
+
 def test_the_node_renders_from_the_profile_exactly_as_the_controller_does(spec, ctx):
     """The profile carries no secret and no SSH detail, and pins the pod subnets (order no longer matters)."""
     text = profile_yaml(spec)
