@@ -346,16 +346,26 @@ def token() -> None:
     """Bootstrap tokens for `kbootstrap join --local` (a worker joining from the node itself)."""
 
 
+def first_control_plane_options(fn):
+    """The token commands work through the inventory's first control plane: its inventory, cluster directory
+    and host key options."""
+    for opt in reversed([
+        click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP),
+        click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock)."),
+        click.option("--accept-new-host-keys", is_flag=True,
+                     help="Record the SSH host key of the first control plane if seen for the first time."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
 @token.command("create")
-@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
-@click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock).")
+@first_control_plane_options
 @click.option("--ttl", default="1h", show_default=True,
               help="How long the token may be used (30m, 1h, 2d); kube-controller-manager deletes it then.")
 @click.option("--print-join-command", is_flag=True,
               help="Print the whole `kbootstrap join --local` command for the node, not only the token.")
-@click.option("--accept-new-host-keys", is_flag=True,
-              help="Record the SSH host key of the first control plane if seen for the first time.")
-def token_create(inventory, cluster_dir, ttl, print_join_command, accept_new_host_keys) -> None:
+def token_create(inventory, cluster_dir, accept_new_host_keys, ttl, print_join_command) -> None:
     """Make a bootstrap token on the cluster and print it (stdout; everything else goes to stderr).
 
     \b
@@ -387,23 +397,19 @@ def token_create(inventory, cluster_dir, ttl, print_join_command, accept_new_hos
 
 @token.command("delete")
 @click.argument("token_id")
-@click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP)
-@click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock).")
-@click.option("--accept-new-host-keys", is_flag=True,
-              help="Record the SSH host key of the first control plane if seen for the first time.")
+@first_control_plane_options
 def token_delete(token_id, inventory, cluster_dir, accept_new_host_keys) -> None:
     """Delete a bootstrap token before it expires: TOKEN_ID is its first six characters (or the whole token).
 
     A node that already joined keeps working (it holds its own certificate); one that has not can no longer
     use the token. Deleting a token that is gone is not an error.
     """
-    import re
-
+    from .discovery import TOKEN_ID
     from .engine_cli import session
     from .phases.services import kubectl
 
     token_id = token_id.split(".")[0]
-    if not re.fullmatch(r"[a-z0-9]{6}", token_id):
+    if not TOKEN_ID.match(token_id):
         raise click.BadParameter("expected the 6-character token id (a-z, 0-9), e.g. abcdef", param_hint="TOKEN_ID")
     spec = _load(inventory)
     first = spec.control_planes[0]

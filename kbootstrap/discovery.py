@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from .errors import KbootstrapError
 
 TOKEN = re.compile(r"\A([a-z0-9]{6})\.([a-z0-9]{16})\Z")  # cluster-bootstrap/token/api/types.go
+TOKEN_ID = re.compile(r"\A[a-z0-9]{6}\Z")
 PIN = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
 CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 

@@ -175,6 +175,16 @@ def test_token_ttl():
             _duration(bad)
 
 
+@pytest.mark.parametrize("token_id", ["abc", "ABCDEF", "abcdef0", "abc-ef", "abcdef\n"])
+def test_token_delete_refuses_a_malformed_id_before_connecting(token_id):
+    from click.testing import CliRunner
+
+    from kbootstrap.cli import main
+
+    r = CliRunner().invoke(main, ["token", "delete", token_id, "-i", str(LOCAL)])
+    assert r.exit_code == 2 and "expected the 6-character token id" in r.output, r.output
+
+
 def test_the_join_keeps_what_reset_local_needs(spec, ctx, tmp_path, monkeypatch):
     from kbootstrap.join_local import Joined
 
