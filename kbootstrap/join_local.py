@@ -259,6 +259,7 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
     spec = spec_from_profile(profile)
     node = this_node(spec, node_name, local_addresses())
     bundle, manifest = load_bundle(spec, artifacts)
+    sync_env = node_sync_env(server, trust.ca_pem, bundle)  # may refuse a path: before anything is written
     with _local_session(spec, trust.ca_pem, node, "join --local", output) as s:
         s.note(f"{node.name}: " + ("already joined: checking every phase, no token used" if trust.joined else
                                    f"joining cluster {spec.cluster.name} at {spec.api_server_url}"))
@@ -268,7 +269,7 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
         not_ready = None
         if not result.failed and not dry_run:
             Joined(node.name, server, trust.ca_pem, profile).save()
-            if write_if_changed(Path(SYNC_ENV), node_sync_env(server, trust.ca_pem, bundle), 0o644):
+            if write_if_changed(Path(SYNC_ENV), sync_env, 0o644):
                 s.note(f"{node.name}: wrote {SYNC_ENV} ({SYNC_TIMER} re-runs this join every {SYNC_INTERVAL})")
             try:
                 wait_node_ready(replace(trust, token=None, client_cert=KUBELET_CLIENT), node.name, timeout)
