@@ -14,8 +14,8 @@ from . import __version__
 from .errors import KbootstrapError
 from .artifacts.cli import artifacts
 from .lab.cli import lab
-from .cli_common import (ARTIFACTS_OPTION, INVENTORY_HELP, _load, default_cluster_dir, err, exit_for, host_options, out,
-                         select_nodes)
+from .cli_common import (ARTIFACTS_OPTION, HOST_OPTIONS, INVENTORY_HELP, _load, default_cluster_dir, err, exit_for,
+                         host_options, out, select_nodes)
 from .reset_cli import reset
 from .verify.cli import verify
 
@@ -350,8 +350,7 @@ def first_control_plane_options(fn):
     """The token commands work through the inventory's first control plane: its inventory, cluster directory
     and host key options."""
     for opt in reversed([
-        click.option("-i", "--inventory", type=click.Path(path_type=Path), required=True, help=INVENTORY_HELP),
-        click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (PKI, journal, lock)."),
+        *HOST_OPTIONS[:2],  # -i, --cluster-dir
         click.option("--accept-new-host-keys", is_flag=True,
                      help="Record the SSH host key of the first control plane if seen for the first time."),
     ]):
@@ -406,7 +405,7 @@ def token_delete(token_id, inventory, cluster_dir, accept_new_host_keys) -> None
     """
     from .discovery import TOKEN_ID
     from .engine_cli import session
-    from .phases.services import kubectl
+    from .join_nodes import delete_token
 
     token_id = token_id.split(".")[0]
     if not TOKEN_ID.match(token_id):
@@ -414,8 +413,7 @@ def token_delete(token_id, inventory, cluster_dir, accept_new_host_keys) -> None
     spec = _load(inventory)
     first = spec.control_planes[0]
     with session(spec, cluster_dir, [first], "token delete", accept_new_host_keys, "text") as s:
-        r = s.transports[first.name].run(kubectl("delete", "secret", "-n", "kube-system", f"bootstrap-token-{token_id}",
-                                                 "--ignore-not-found", "-o", "name"), sudo=True)
+        r = delete_token(s.transports[first.name], token_id)
     if not r.ok:
         raise click.ClickException(f"{first.name}: deleting token {token_id} failed (exit {r.rc}): {r.stderr_tail()}")
     err.print(f"token {token_id}: {'deleted' if r.stdout.strip() else 'not found (expired or deleted already)'}")

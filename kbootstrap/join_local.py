@@ -28,6 +28,7 @@ import yaml
 
 from .discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
 from .errors import KbootstrapError
+from .localfs import write_if_changed
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from .render.node import KUBELET_CLIENT
 from .render.node_sync import ENV_FILE as SYNC_ENV, INTERVAL as SYNC_INTERVAL, TIMER as SYNC_TIMER
@@ -119,15 +120,6 @@ def node_sync_env(server: str, ca_pem: bytes, bundle: Path) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def write_if_changed(path: Path, data: bytes, mode: int) -> bool:
-    from .localfs import write_atomic
-
-    if path.is_file() and path.read_bytes() == data:
-        return False
-    write_atomic(path, data, mode)
-    return True
-
-
 @dataclass(frozen=True)
 class Joined:
     """What `join --local` keeps on the node: enough to reset it with the cluster gone. Nothing secret."""
@@ -140,10 +132,8 @@ class Joined:
     PATH = STATE_DIR / "joined.yaml"
 
     def save(self) -> None:
-        from .localfs import write_atomic
-
         doc = {"node": self.node, "server": self.server, "ca": self.ca_pem.decode(), "profile": self.profile}
-        write_atomic(self.PATH, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
+        write_if_changed(self.PATH, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)  # a re-run: unchanged
 
     @classmethod
     def load(cls) -> "Joined":

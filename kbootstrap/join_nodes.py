@@ -36,6 +36,7 @@ from .runner import Phase
 from .spec import Node, Role
 from .steps import CommandStep, WaitStep
 from .transport import remote
+from .transport.base import CommandResult, Transport
 from .render.templates import dump_yaml
 
 BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"
@@ -54,6 +55,12 @@ def join_targets(selected: list[Node]) -> list[Node]:
 def unjoined(s: Session, nodes: list[Node]) -> list[Node]:
     """Nodes without a kubelet client certificate yet (one facts round trip each)."""
     return [n for n in nodes if remote.gather(s.transports[n.name], [KUBELET_CLIENT]).files.get(KUBELET_CLIENT) is None]
+
+
+def delete_token(t: Transport, token_id: str) -> CommandResult:
+    """Delete bootstrap token `token_id` through a control plane; stdout names the Secret when it existed."""
+    return t.run(kubectl("delete", "secret", "-n", "kube-system", f"bootstrap-token-{token_id}", "--ignore-not-found",
+                         "-o", "name"), sudo=True)
 
 
 class BootstrapToken:
@@ -91,9 +98,7 @@ class BootstrapToken:
         return self.create()
 
     def __exit__(self, *exc) -> None:
-        r = self.s.transports[self.first].run(
-            kubectl("delete", "secret", "-n", "kube-system", f"bootstrap-token-{self.id}", "--ignore-not-found"),
-            sudo=True)
+        r = delete_token(self.s.transports[self.first], self.id)
         self.s.note(f"{self.first}: bootstrap token {self.id} " + ("deleted" if r.ok else
                     f"NOT deleted (exit {r.rc}); it expires by itself within {self.ttl}"))
 

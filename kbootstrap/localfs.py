@@ -1,4 +1,5 @@
-"""Writing files on the operator's machine: atomically, with private directories."""
+"""Writing files on this machine (the operator's, or a node running `join --local`): atomically, with private
+directories."""
 
 from __future__ import annotations
 
@@ -28,3 +29,11 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_if_changed(path: Path, data: bytes, mode: int) -> bool:
+    """write_atomic unless the file already holds `data`; True when written."""
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    write_atomic(path, data, mode)
+    return True

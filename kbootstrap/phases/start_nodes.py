@@ -28,6 +28,5 @@ def start_local_node(ctx: RenderContext, node: Node, binaries_by_node: dict[str,
         ServicesStep([s for s in NODE_SERVICES if s != "kube-proxy"], inputs),
         WaitStep("kubelet client certificate", ["test", "-s", KUBELET_CLIENT], timeout=timeout, interval=1,
                  what=f"{KUBELET_CLIENT} (TLS bootstrap: the token's CSR, approved by kube-controller-manager)"),
-        ServicesStep(["kube-proxy"], inputs),
-        ServicesStep([SYNC_TIMER], inputs),  # its first run is one interval after the join
+        ServicesStep(["kube-proxy", SYNC_TIMER], inputs),  # the timer's first run is one interval after the join
     ]})

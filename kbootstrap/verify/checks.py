@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from ..artifact import Artifact
+from ..render.csr_approver import SERVICE as APPROVER, runs_approver
 from ..render.etcd import etcd_as_static_pod
 from ..render.context import RenderContext
 from ..spec import ControlPlaneForm, Node, Role
@@ -27,7 +28,6 @@ SERVING_CERT = "/etc/kubernetes/pki/kubelet-serving.crt"
 SERVING_KEY = "/etc/kubernetes/pki/kubelet-serving.key"
 NODE_SERVICES = ("containerd", "kubelet", "kube-proxy", "kbootstrap-pod-routes")
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-APPROVER = "kbootstrap-csr-approver"
 KUBELET_VIA_API = "kubelet through the API server"
 KUBELET_PORT, API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = 10250, 6443, 2379, 2380
 
@@ -76,7 +76,7 @@ def host_probes(ctx: RenderContext, node: Node) -> list[Probe]:
         out += [Probe("port", expect=KUBELET_PORT), Probe("serving-cert")]
     if node.has(Role.CONTROL_PLANE):
         out.append(Probe("port", expect=API_PORT))
-        if spec.local_nodes:  # it approves the serving certificates of `join: local` workers
+        if runs_approver(ctx, node):  # it approves the serving certificates of `join: local` workers
             out.append(Probe("service", APPROVER))
         if spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
             out += [Probe("container", c) for c in CONTROL_PLANE]
