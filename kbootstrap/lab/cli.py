@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import sys
+from pathlib import Path
 
 import click
 
-from .errors import LabError
+from . import check as controller_check
+from .errors import LabError, LabRefused
 from .layout import default_inventory, load_layout
 from .lifecycle import ENGINES, down, reset, status, up
 
@@ -29,8 +32,12 @@ def _clean_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
-        except LabError as e:
-            raise click.ClickException(str(e)) from None
+        except LabRefused as e:  # refused before anything was made
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(2)
+        except (LabError, OSError) as e:  # OSError: a file of the lab's it could not write
+            click.echo(f"Error: {e}", err=True)
+            sys.exit(1)
 
     return wrapper
 
@@ -44,16 +51,48 @@ def lab() -> None:
     """The local lab: one LXC system container per node of a lab inventory, on a private bridge."""
 
 
+engine_option = click.option(
+    "--engine", type=click.Choice(ENGINES), default="lxc", show_default=True,
+    help="lxc: plain LXC from Python (fast); vagrant: vagrant up --provider=lxc with vagrant/Vagrantfile")
+
+
+@lab.command("check")
+@engine_option
+@click.option("--root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=Path("/"),
+              show_default=True, help="check the commands and files of this filesystem tree instead "
+                                      "(the kernel, cgroups and inotify budget are always this machine's)")
+@_clean_errors
+def check_cmd(engine, root) -> None:
+    """What the lab needs on this machine, in one report, before any container is made.
+
+    \b
+    Commands and files, each with the Debian package that ships it; the kernel features the nodes use (they
+    share this machine's kernel and cannot load modules); cgroup controllers; root; and how many lab hosts
+    fit in root's inotify budget (fs.inotify.max_user_instances, which the lab never changes).
+    Exit 0 when everything is there, 1 otherwise. `lab up` runs the same check and refuses (exit 2).
+    """
+    findings = controller_check.controller(engine, root.resolve())
+    click.echo(controller_check.report(findings))
+    sys.exit(1 if controller_check.problems(findings) else 0)
+
+
 @lab.command("up")
 @inventory_option
-@click.option("--engine", type=click.Choice(ENGINES), default="lxc", show_default=True,
-              help="lxc: plain LXC from Python (fast); vagrant: vagrant up --provider=lxc with vagrant/Vagrantfile")
+@engine_option
 @click.option("--fresh", is_flag=True, help="also reset nodes that already exist")
+@click.option("--boot-timeout", type=click.FloatRange(min=1), default=180, show_default=True,
+              help="seconds a node may take to boot")
 @_clean_errors
-def up_cmd(inventories, engine, fresh) -> None:
-    """Bring the layout(s) up; prints the up time per layout."""
+def up_cmd(inventories, engine, fresh, boot_timeout) -> None:
+    """Bring the layout(s) up; prints the up time per layout.
+
+    \b
+    Refused (exit 2) before any container is made when `kbootstrap lab check` finds something missing or the
+    layout does not fit in this machine's inotify budget. An up that fails later removes the layout's nodes
+    again (exit 1), so nothing is left running.
+    """
     for layout in _layouts(inventories):
-        result = up(layout, engine, fresh=fresh, log=_log)
+        result = up(layout, engine, fresh=fresh, boot_timeout=boot_timeout, log=_log)
         degraded = [n for n, s in result.states.items() if s != "running"]
         note = f"; not running: {', '.join(degraded)}" if degraded else ""
         click.echo(f"{layout.cluster}: {len(layout.nodes)} nodes up in {result.seconds:.1f} s (engine {engine}){note}")

@@ -10,3 +10,7 @@ except ImportError:  # pragma: no cover - the lab also works on its own
 
 class LabError(_Base):
     """Something in the local lab could not be done; the message says what and how to fix it."""
+
+
+class LabRefused(LabError):
+    """Refused before anything was made (a missing prerequisite, a layout that does not fit): exit 2."""

@@ -5,9 +5,12 @@ Two engines bring up the same inventory as the same LXC containers ("<cluster>-<
            per-node upper layer (fresh node state in ~2 s)
   vagrant  `vagrant up --provider=lxc` with vagrant/Vagrantfile (the user path): a full copy of the box
            per node; reset = destroy + up
-Either way `up` returns only when every node booted, its host keys are recorded in the inventory's
-known_hosts file and an SSH login with strict host key checking worked. `down` removes everything the
-lab made (containers, veths, cgroups, the bridge once unused), including a crashed earlier run's.
+Either way `up` first runs the controller check (check.py) and refuses, before any container is made, when
+something the lab needs is missing or the layout does not fit in this machine's inotify budget; it returns
+only when every node booted, its host keys are recorded in the inventory's known_hosts file and an SSH login
+with strict host key checking worked; an `up` that fails after that point removes the layout again (`down`),
+so no container is left behind. `down` removes everything the lab made (containers, veths, cgroups, the
+bridge once unused), including a crashed earlier run's.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import host, known_hosts, lxc, ssh
-from .errors import LabError
+from . import check, host, known_hosts, lxc, ssh
+from .errors import LabError, LabRefused
 from .host import Log, stderr_log
 from .layout import LabNode, Layout
 
@@ -57,25 +60,50 @@ def engine_of(layout: Layout) -> str | None:
     return engines.pop() if engines else None
 
 
-def up(layout: Layout, engine: str = "lxc", *, fresh: bool = False, log: Log = stderr_log) -> UpResult:
-    """Bring every node of the layout up (idempotent); fresh=True also resets nodes that exist."""
+def preflight(layout: Layout, engine: str) -> None:
+    """The controller check for this layout: refuse (LabRefused, the whole report) before anything is made."""
+    findings = check.controller(engine)
+    if not check.problems(findings):  # lxc is there: count this layout's nodes that would start
+        running = set(lxc.running_names())
+        starting = sum(layout.container(n) not in running for n in layout.nodes)
+        findings += check.check_fit({layout.cluster: starting}, check.inotify_budget()) if starting else []
+        findings = [f for f in findings if not (f.kind == "budget" and f.name == "lab hosts")]
+    bad = check.problems(findings)
+    if bad:
+        raise LabRefused(f"{layout.cluster}: not starting anything; this machine lacks what the lab needs "
+                         f"(`kbootstrap lab check` for the whole report):\n" + check.report(bad))
+
+
+def up(layout: Layout, engine: str = "lxc", *, fresh: bool = False, boot_timeout: float = 180,
+       log: Log = stderr_log) -> UpResult:
+    """Bring every node of the layout up (idempotent); fresh=True also resets nodes that exist. Refused
+    before anything is made when the controller check fails; on a failure later, the layout is removed."""
     if engine not in ENGINES:
-        raise LabError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
-    host.require_root("debootstrap")
+        raise LabRefused(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    preflight(layout, engine)
     t0 = time.monotonic()
     infos = {n.name: lxc.info(layout.container(n)) for n in layout.nodes}
     for i in infos.values():
         if i.engine == "foreign":
-            raise LabError(f"container {i.name} exists and was not made by the lab: not touching it")
+            raise LabRefused(f"container {i.name} exists and was not made by the lab: not touching it")
         if i.engine in ENGINES and i.engine != engine:
-            raise LabError(f"{layout.cluster} is up with the {i.engine} engine: `kbootstrap lab down` it first")
+            raise LabRefused(f"{layout.cluster} is up with the {i.engine} engine: `kbootstrap lab down` it first")
     _check_address_clash(layout)
-    host.bridge_up(layout)
-    if engine == "lxc":
-        _up_lxc(layout, infos, fresh, log)
-    else:
-        _up_vagrant(layout, infos, fresh, log)
-    states = _finish(layout, log)
+    try:
+        host.bridge_up(layout)
+        if engine == "lxc":
+            _up_lxc(layout, infos, fresh, log)
+        else:
+            _up_vagrant(layout, infos, fresh, log)
+        log(f"lab: {layout.cluster}: {len(layout.nodes)} node(s) started; waiting for boot, host keys and SSH")
+        states = _finish(layout, boot_timeout, log)
+    except BaseException as e:  # a failure or ^C half-way: no container stays behind
+        log(f"lab: {layout.cluster}: up failed ({type(e).__name__}); removing its nodes")
+        try:
+            down(layout, log=log)
+        except Exception as cleanup:  # noqa: BLE001 - report it, but the first failure is the one to raise
+            log(f"lab: {layout.cluster}: removing it failed too: {cleanup}")
+        raise
     return UpResult(layout, engine, time.monotonic() - t0, states)
 
 
@@ -128,7 +156,7 @@ def _check_address_clash(layout: Layout) -> None:
     mine = {str(n.address): layout.container(n) for n in layout.nodes}
     for addr, container in lxc.running_addresses().items():
         if addr in mine and container != mine[addr]:
-            raise LabError(f"{addr} is already used by the running container {container}")
+            raise LabRefused(f"{addr} is already used by the running container {container}")
 
 
 def _up_lxc(layout: Layout, infos: dict[str, lxc.ContainerInfo], fresh: bool, log: Log) -> None:
@@ -173,10 +201,10 @@ def vagrant(layout: Layout, *args: str, check: bool = True, timeout: float = 900
     )
 
 
-def _finish(layout: Layout, log: Log) -> dict[str, str]:
+def _finish(layout: Layout, boot_timeout: float, log: Log) -> dict[str, str]:
     """Wait for every node to boot, record its host keys, prove a strict SSH login."""
     with ThreadPoolExecutor(max_workers=len(layout.nodes)) as pool:
-        booted = list(pool.map(lambda n: _boot_and_keys(layout, n), layout.nodes))
+        booted = list(pool.map(lambda n: _boot_and_keys(layout, n, boot_timeout), layout.nodes))
     states = {n.name: state for n, state, _ in booted}
     for name, state in states.items():
         if state != "running":
@@ -188,9 +216,9 @@ def _finish(layout: Layout, log: Log) -> dict[str, str]:
     return states
 
 
-def _boot_and_keys(layout: Layout, node: LabNode):
+def _boot_and_keys(layout: Layout, node: LabNode, boot_timeout: float):
     name = layout.container(node)
-    state = lxc.wait_booted(name)
+    state = lxc.wait_booted(name, boot_timeout)
     return node, state, lxc.host_keys(name)
 
 

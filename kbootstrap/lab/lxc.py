@@ -194,7 +194,8 @@ def wait_booted(name: str, timeout: float = 180) -> str:
         if last in ("running", "degraded", "maintenance", "stopping"):
             return last
         time.sleep(0.2)  # not attachable yet (init still starting) or still "starting"
-    raise LabError(f"{name}: systemd did not finish booting in {timeout:.0f} s (last state: {last or 'none'})")
+    raise LabError(f"{name}: systemd did not finish booting in {timeout:.0f} s (last state: {last or 'none'}); "
+                   "if it never started, this machine's inotify budget may be spent: `kbootstrap lab check`")
 
 
 def failed_units(name: str) -> list[str]:
