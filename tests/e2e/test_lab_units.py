@@ -64,6 +64,25 @@ def test_known_hosts_update_replaces_only_the_given_hosts(tmp_path):
     assert kh.read_text().splitlines() == ["10.0.0.9 ssh-ed25519 OTHER", "# comment"]
 
 
+@pytest.mark.skipif(shutil.which("ruby") is None, reason="needs ruby (comes with vagrant)")
+def test_the_vagrantfile_records_host_keys_as_the_python_lab_does(tmp_path):
+    """vagrant/known_hosts.rb (the Vagrantfile's after-up trigger) and known_hosts.py write one format under one
+    lock: each reads what the other wrote, and an update replaces only its own address's lines."""
+    kh = tmp_path / "lab" / "known_hosts"
+    known_hosts.update(kh, {"10.77.0.11": ["ssh-ed25519 PY11"], "10.77.0.12": ["ssh-ed25519 PY12"]})
+    ruby = (f'require "{REPO / "vagrant" / "known_hosts.rb"}"; '
+            'keys = LabKnownHosts.parse("ssh-ed25519 AAAA root@cp1\\necdsa-sha2-nistp256 BBBB root@cp1\\nnoise\\n"); '
+            'LabKnownHosts.update(ARGV[0], "10.77.0.11", keys); LabKnownHosts.forget(ARGV[0], "10.77.0.99")')
+    subprocess.run(["ruby", "-e", ruby, str(kh)], check=True, timeout=60)
+    assert known_hosts.entries(kh, "10.77.0.11") == ["ssh-ed25519 AAAA", "ecdsa-sha2-nistp256 BBBB"]
+    assert known_hosts.entries(kh, "10.77.0.12") == ["ssh-ed25519 PY12"]
+    subprocess.run(["ruby", "-e", f'require "{REPO / "vagrant" / "known_hosts.rb"}"; '
+                    'LabKnownHosts.forget(ARGV[0], "10.77.0.12")', str(kh)], check=True, timeout=60)
+    assert kh.read_text() == "10.77.0.11 ssh-ed25519 AAAA\n10.77.0.11 ecdsa-sha2-nistp256 BBBB\n"
+    assert oct(kh.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in kh.parent.iterdir()) == ["known_hosts", "known_hosts.lock"]  # no temp file left
+
+
 RUBY_DUMP = r"""
 # Evaluate the Vagrantfile with a recording stand-in for Vagrant and print what it configured.
 require "json"
