@@ -21,7 +21,7 @@ from .runner import HostResult, Phase, RunResult, run_phases
 from .spec import ClusterSpec, Node
 from .transport.base import Transport
 from .etcd_members import MembersRecord
-from .cli_common import default_cluster_dir, err, out, select_nodes
+from .cli_common import default_cluster_dir, err, labelled, out, select_nodes
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Session:
                 tasks[phase.name] = progress.add_task(phase.name, total=len(hosts), last="")
 
         def on_host(r: HostResult) -> None:
-            self.journal.record(r.host, r.phase, r.ok, len(r.changes), r.error)
+            self.journal.record(r.host, r.phase, r.ok, len(r.changes), r.error, applied=apply)
             for line in _host_lines(r, apply):
                 self.journal.log(line)
                 if self.output == "text":
@@ -77,7 +77,7 @@ def session(spec: ClusterSpec, cluster_dir: Path | None, nodes: list[Node], comm
     root = cluster_dir or default_cluster_dir(spec)
     with ClusterLock(root, command) as lock:
         if lock.broke_stale:
-            err.print(f"[yellow]note:[/] {lock.broke_stale}")
+            err.print(labelled("note:", "yellow", lock.broke_stale), soft_wrap=True)
         journal = Journal(root, command)
         ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root), etcd_record=MembersRecord.load(root))
         with connect_all(spec, nodes, accept_new) as transports:
@@ -113,7 +113,8 @@ def _host_lines(r: HostResult, applied: bool) -> list[str]:
 def _summary(result: RunResult, applied: bool, journal: Journal) -> None:
     hosts = {h.host for h in result.hosts}
     if result.failed:
-        err.print(f"[red]{len(result.failed)} host(s) failed[/] (full log: {journal.log_path}):")
+        err.print(labelled(f"{len(result.failed)} host(s) failed", "red", f"(full log: {journal.log_path}):"),
+                  soft_wrap=True)
         for h in result.failed:
             err.print(f"  {h.error}", soft_wrap=True)
         if result.stopped_after:

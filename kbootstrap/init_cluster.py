@@ -49,8 +49,8 @@ def preflight(s: Session, nodes: list[Node], manifest: Manifest) -> None:
     from .preflight import errors, format_problems, required_ports, run_preflight
 
     spec = s.ctx.spec
-    status = s.journal.last_status()
-    configured = {n.name: set(required_ports(spec, n)) for n in nodes if status.get((n.name, "files")) == "done"}
+    done = s.journal.configured_hosts()
+    configured = {n.name: set(required_ports(spec, n)) for n in nodes if n.name in done}
     findings = run_preflight(spec, {n.name: s.transports[n.name] for n in nodes}, bundle_arch=manifest.arch,
                              expected_listeners=configured, will_install=WILL_INSTALL)
     if findings:

@@ -13,6 +13,11 @@ from .errors import KbootstrapError
 from .localfs import private_dirs
 
 
+SETS_UP = ("init", "join", "join --local")  # the commands whose `files` phase configures a host
+UNDOES = ("reset", "reset --local")
+FILES_PHASE = "files"
+
+
 class LockHeld(KbootstrapError):
     pass
 
@@ -81,8 +86,10 @@ class Journal:
         private_dirs(self.log_path.parent)
         self.command = command
 
-    def record(self, host: str, phase: str, ok: bool, changes: int, error: str | None = None) -> None:
-        entry = {"run": self.run_id, "command": self.command, "host": host, "phase": phase,
+    def record(self, host: str, phase: str, ok: bool, changes: int, error: str | None = None, *,
+               applied: bool) -> None:
+        """applied: the run changed hosts (False for plan and --dry-run, whose entries say what would be done)."""
+        entry = {"run": self.run_id, "command": self.command, "applied": applied, "host": host, "phase": phase,
                  "status": "done" if ok else "failed", "changes": changes, "error": error,
                  "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         with open(self.path, "a") as f:
@@ -92,11 +99,21 @@ class Journal:
         with open(self.log_path, "a") as f:
             f.write(line.rstrip("\n") + "\n")
 
-    def last_status(self) -> dict[tuple[str, str], str]:
-        """(host, phase) -> status of its latest record: what a resumed run starts from."""
-        out: dict[tuple[str, str], str] = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                e = json.loads(line)
-                out[(e["host"], e["phase"])] = e["status"]
-        return out
+    def entries(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def configured_hosts(self) -> set[str]:
+        """Hosts whose files a run of init or join really wrote (its `files` phase done, not a dry run), with no
+        reset finished on them since: the hosts whose ports kbootstrap's own services may hold. Entries from
+        before dry runs were marked (no `applied`) count as applied; `plan` never applies."""
+        configured: set[str] = set()
+        for e in self.entries():
+            if not e.get("applied", e.get("command") != "plan") or e.get("status") != "done":
+                continue
+            if e.get("command") in SETS_UP and e.get("phase") == FILES_PHASE:
+                configured.add(e["host"])
+            elif e.get("command") in UNDOES:
+                configured.discard(e["host"])
+        return configured
