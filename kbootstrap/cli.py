@@ -15,7 +15,7 @@ from .errors import KbootstrapError
 from .artifacts.cli import artifacts
 from .lab.cli import lab
 from .cli_common import (ARTIFACTS_OPTION, HOST_OPTIONS, INVENTORY_HELP, _load, default_cluster_dir, err, exit_for,
-                         host_options, out, select_nodes)
+                         host_options, labelled, out, select_nodes)
 from .reset_cli import reset
 from .verify.cli import verify
 
@@ -27,7 +27,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KbootstrapError as e:
-            err.print(f"[red]error:[/] {e}", soft_wrap=True)
+            err.print(labelled("error:", "red", e), soft_wrap=True)
             sys.exit(2)
 
 
@@ -49,8 +49,8 @@ def main() -> None:
 def validate(inventory: Path) -> None:
     """Check an inventory and print the cluster it describes. Exit 2 listing every problem."""
     spec = _load(inventory)
-    out.print(f"[green]ok[/] {inventory}: cluster [bold]{spec.cluster.name}[/], Kubernetes {spec.cluster.kubernetes_version}, "
-              f"{spec.cluster.topology.value} etcd, {spec.cluster.control_plane_form.value} control plane")
+    out.print(labelled("ok", "green", f"{inventory}: cluster {spec.cluster.name}, Kubernetes {spec.cluster.kubernetes_version}, "
+              f"{spec.cluster.topology.value} etcd, {spec.cluster.control_plane_form.value} control plane"))
     out.print(f"  API endpoint {spec.api_server_url}; etcd members: {', '.join(n.name for n in spec.etcd_members)}")
     for n in spec.nodes:
         local = "  (joins itself: kbootstrap join --local on it)" if n.joins_locally else ""
@@ -379,8 +379,8 @@ def token_create(inventory, cluster_dir, accept_new_host_keys, ttl, print_join_c
 
     spec = _load(inventory)
     if not spec.local_nodes:
-        err.print("[yellow]note:[/] no node of the inventory has `join: local`; `join --local` refuses a node "
-                  "the inventory does not list that way")
+        err.print(labelled("note:", "yellow", "no node of the inventory has `join: local`; `join --local` refuses a node "
+                  "the inventory does not list that way"))
     first = spec.control_planes[0]
     with session(spec, cluster_dir, [first], "token create", accept_new_host_keys, "text") as s:
         made = BootstrapToken(s, "kbootstrap token create: join --local", _duration(ttl), signing=True).create()

@@ -10,12 +10,20 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from .spec import ClusterSpec, Node, load_inventory
 
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+# markup=False: nothing printed is read as rich markup, so user text ("[/x]" in a path or a value) is shown as
+# it is; colour comes only from labelled() and explicit styles.
+err = Console(stderr=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else 200)
 # Piped output (logs, CI, `| less`) gets wide tables instead of rich's 80-column default.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
+
+
+def labelled(label: str, style: str, text: object = "") -> Text:
+    """A coloured label, then text taken literally (never markup)."""
+    return Text.assemble((label, style), " ", str(text))
 
 INVENTORY_HELP = "Inventory YAML describing the cluster (see inventories/example.yaml)."
 
@@ -43,7 +51,7 @@ def select_nodes(spec: ClusterSpec, hosts: tuple[str, ...], connected: bool = Tr
 def _load(inventory: Path) -> ClusterSpec:
     spec = load_inventory(inventory)
     for w in spec.warnings:
-        err.print(f"[yellow]warning:[/] {w}")
+        err.print(labelled("warning:", "yellow", w), soft_wrap=True)
     return spec
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import ARTIFACTS_OPTION, _load, err, exit_for, host_options, select_nodes
+from .cli_common import ARTIFACTS_OPTION, _load, err, exit_for, host_options, labelled, select_nodes
 
 
 @click.command()
@@ -83,6 +83,6 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
 
 def _confirm(yes: bool, dry_run: bool, what: str) -> None:
     if not yes and not dry_run:
-        err.print(f"[red]refusing:[/] reset stops and deletes {what}. This cannot be undone.\nRun again with --yes "
-                  "to do it, or with --dry-run to see what it would change.", soft_wrap=True)
+        err.print(labelled("refusing:", "red", f"reset stops and deletes {what}. This cannot be undone.\nRun again "
+                           "with --yes to do it, or with --dry-run to see what it would change."), soft_wrap=True)
         sys.exit(2)

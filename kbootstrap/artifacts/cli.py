@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .. import versions
 from ..errors import KbootstrapError
@@ -18,8 +19,8 @@ from .errors import ArtifactError
 from .fetch import SOURCE_ENV, Fetcher, PlainReporter, RichReporter, default_cache_dir
 from .lock import Lock, load_lock, lock_path
 
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, markup=False)  # user text is never markup
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
 
 VERSION_OPT = click.option("--version", "version", default=versions.DEFAULT_VERSION, show_default=True,
                            help="Kubernetes release (one kbootstrap supports).")
@@ -35,7 +36,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KbootstrapError as e:
-            err.print(f"[red]error:[/] {e}", soft_wrap=True, markup=True, highlight=False)
+            err.print(Text.assemble(("error:", "red"), f" {e}"), soft_wrap=True)
             sys.exit(1)
 
 
@@ -77,7 +78,7 @@ def list_cmd(version: str, arch: str) -> None:
     t = Table("component", "version", "url", "lock sha256", box=None, pad_edge=False)
     for d in rel.downloads:
         e = lock.get(d.component) if lock else None
-        t.add_row(d.component, d.version, d.url, (e.sha256 if e and e.sha256 else "[yellow]not pinned[/]"))
+        t.add_row(d.component, d.version, d.url, (e.sha256 if e and e.sha256 else Text("not pinned", "yellow")))
     out.print(t)
     for img in rel.images:
         out.print(f"image {img.ref}: built for the lab (`lab/build-bundle.sh`), or pulled from its registry")

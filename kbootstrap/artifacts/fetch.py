@@ -88,8 +88,8 @@ class RichReporter:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                    TransferSpeedColumn)
 
-        self.console = console or Console(stderr=True)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+        self.console = console or Console(stderr=True, markup=False)
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
         self.tasks: dict[str, int] = {}
 
@@ -108,9 +108,9 @@ class RichReporter:
 
     def finish(self, name: str, status: str) -> None:
         if name in self.tasks:
-            self.progress.update(self.tasks[name], description=f"{name} [green]{status}[/]")
+            self.progress.update(self.tasks[name], description=f"{name} {status}")
         else:
-            self.progress.console.print(f"{name}: {status}")
+            self.progress.console.print(f"{name}: {status}", markup=False)
 
     def note(self, message: str) -> None:
         self.progress.console.print(message)
