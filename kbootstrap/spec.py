@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from . import versions
 from .errors import Problem, SpecError
@@ -32,6 +32,29 @@ ONE_LINE = r"^[^\n\r\x00]*$"
 # Kubernetes label syntax (an optional DNS prefix, then a name; values may be empty).
 LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+
+
+MAX_INVENTORY_BYTES = 1 << 20  # a 50 MB file took 25-70 s and ~1 GB to refuse; no real inventory is near 1 MiB
+
+
+def _written_as_text(v: Any) -> Any:
+    """An address is written as text: YAML's `address: 10` is the integer 10, which ipaddress reads as 0.0.0.10."""
+    if not isinstance(v, str):
+        raise ValueError(f"write the address as dotted text such as '10.0.0.11', not a {type(v).__name__}")
+    return v
+
+
+def _usable_by_a_host(a: IPv4Address) -> IPv4Address:
+    for bad, what in ((a.is_unspecified, "the unspecified address"), (a.is_loopback, "a loopback address"),
+                      (a.is_multicast, "a multicast address"), (a == IPv4Address("255.255.255.255"), "the broadcast address"),
+                      (a.is_link_local, "a link-local address"), (a.is_reserved, "a reserved address")):
+        if bad:
+            raise ValueError(f"{a} is {what}; expected an address other hosts reach this one at")
+    return a
+
+
+# A node's address or the VIP: dotted text, and one other hosts can reach.
+HostAddress = Annotated[IPv4Address, BeforeValidator(_written_as_text), AfterValidator(_usable_by_a_host)]
 
 
 class Role(StrEnum):
@@ -119,7 +142,7 @@ class NodeSize(_Model):
 
 class Node(_Model):
     name: Name
-    address: IPv4Address
+    address: HostAddress
     roles: list[Role] = Field(min_length=1)
     ssh: NodeSSH | None = None
     host_key: str | None = Field(None, description="expected SSH host key ('ssh-ed25519 AAAA...') or SHA256: fingerprint")
@@ -164,7 +187,7 @@ class ClusterSettings(_Model):
 
 
 class LoadBalancer(_Model):
-    vip: IPv4Address | None = Field(None, description="virtual IP held by keepalived; required with 2+ LB nodes")
+    vip: HostAddress | None = Field(None, description="virtual IP held by keepalived; required with 2+ LB nodes")
     port: Port = 6443
     interface: str = Field("eth0", pattern=r"^[A-Za-z0-9_.-]{1,15}$", description="interface keepalived uses")
     virtual_router_id: int = Field(51, ge=1, le=255)
@@ -349,6 +372,10 @@ def load_inventory(path: str | Path) -> ClusterSpec:
     path = Path(path)
     label = str(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_INVENTORY_BYTES:
+            raise SpecError(label, [Problem("", f"the file is {size / 2**20:.1f} MiB; an inventory is at most "
+                                                f"{MAX_INVENTORY_BYTES // 2**20} MiB (is this the right file?)")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(label, [Problem("", "file not found")]) from None
@@ -359,8 +386,11 @@ def load_inventory(path: str | Path) -> ClusterSpec:
 
 def parse_inventory(text: str, source: Path | None = None) -> ClusterSpec:
     label = str(source) if source else "<inventory>"
+    if len(text) > MAX_INVENTORY_BYTES:
+        raise SpecError(label, [Problem("", f"{len(text)} characters; an inventory is at most "
+                                            f"{MAX_INVENTORY_BYTES // 2**20} MiB")])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
     except yaml.YAMLError as e:
         where = ""
         mark = getattr(e, "problem_mark", None)
@@ -371,6 +401,25 @@ def parse_inventory(text: str, source: Path | None = None) -> ClusterSpec:
     except RecursionError:
         raise SpecError(label, [Problem("", "not valid YAML: nesting too deep")]) from None
     return build_spec(data, source=source)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a mapping with the same key twice is an error (YAML says keys are unique;
+    PyYAML silently keeps the last, so a repeated `address:` would win unnoticed)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def build_spec(data: Any, source: Path | None = None) -> ClusterSpec:
