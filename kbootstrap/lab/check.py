@@ -64,11 +64,17 @@ KERNEL = {
 }
 PATH_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
-# inotify instances one node takes, measured on lab nodes (docs/lab.md): booted with nothing on it, and
-# running its part of a cluster (containerd, kubelet, kube-proxy, static pods).
+# inotify instances one node takes, measured on lab nodes (docs/lab.md): booted with nothing on it, and running
+# its part of a cluster after init and join (lab-stacked and lab-external, 1.34.2): a control plane 21-27
+# (containerd, kubelet, kube-proxy, the control plane), a worker 13, a load balancer or an etcd host 4.
 INOTIFY_PER_NODE_IDLE = 4
-INOTIFY_PER_NODE_CLUSTER = 12
+INOTIFY_IN_CLUSTER = {"control-plane": 27, "worker": 13}
 INOTIFY_RESERVE = 8  # left for this machine's own programs
+
+
+def in_cluster(roles: Iterable[str]) -> int:
+    """inotify instances a node with these roles takes once its cluster runs."""
+    return max([INOTIFY_PER_NODE_IDLE, *(INOTIFY_IN_CLUSTER.get(r, 0) for r in roles)])
 
 
 @dataclass(frozen=True)
@@ -245,11 +251,13 @@ def inotify_budget(uid: int = 0) -> Budget:
 
 
 def check_budget(budget: Budget) -> Finding:
-    idle, cluster = budget.hosts(INOTIFY_PER_NODE_IDLE), budget.hosts(INOTIFY_PER_NODE_CLUSTER)
+    idle = budget.hosts(INOTIFY_PER_NODE_IDLE)
     return Finding("budget", "lab hosts", idle > 0,
-                   f"{idle} more booted hosts fit, {cluster} running Kubernetes (root's inotify instances: "
-                   f"{budget.used} of {budget.limit} used, fs.inotify.max_user_instances; a node takes "
-                   f"{INOTIFY_PER_NODE_IDLE} booted, ~{INOTIFY_PER_NODE_CLUSTER} in a cluster)")
+                   f"{idle} more booted hosts fit (root's inotify instances: {budget.used} of "
+                   f"fs.inotify.max_user_instances={budget.limit} used, {INOTIFY_RESERVE} kept; a node takes "
+                   f"{INOTIFY_PER_NODE_IDLE} booted; in a running cluster a control plane up to "
+                   f"{INOTIFY_IN_CLUSTER['control-plane']}, a worker {INOTIFY_IN_CLUSTER['worker']}, a load "
+                   f"balancer or etcd host {INOTIFY_PER_NODE_IDLE}: one cluster layout up at a time)")
 
 
 def check_fit(starting: dict[str, int], budget: Budget) -> list[Finding]:

@@ -60,7 +60,19 @@ def engine_of(layout: Layout) -> str | None:
     return engines.pop() if engines else None
 
 
-def preflight(layout: Layout, engine: str) -> None:
+def _warn_cluster_budget(layout: Layout, log: Log) -> None:
+    """Booting fits; say so when the cluster this layout runs would not (its nodes would start failing later)."""
+    budget = check.inotify_budget()
+    running = set(lxc.running_names())
+    grow = sum(check.in_cluster(n.roles) - (check.INOTIFY_PER_NODE_IDLE if layout.container(n) in running else 0)
+               for n in layout.nodes)
+    if grow > budget.free:
+        log(f"lab: warning: {layout.cluster} boots, but its cluster would need ~{grow} more of root's inotify "
+            f"instances and {budget.free} are free (fs.inotify.max_user_instances={budget.limit}): bring other "
+            "layouts down before `kbootstrap init`")
+
+
+def preflight(layout: Layout, engine: str, log: Log = stderr_log) -> None:
     """The controller check for this layout: refuse (LabRefused, the whole report) before anything is made."""
     findings = check.controller(engine)
     if not check.problems(findings):  # lxc is there: count this layout's nodes that would start
@@ -69,6 +81,8 @@ def preflight(layout: Layout, engine: str) -> None:
         findings += check.check_fit({layout.cluster: starting}, check.inotify_budget()) if starting else []
         findings = [f for f in findings if not (f.kind == "budget" and f.name == "lab hosts")]
     bad = check.problems(findings)
+    if not bad and findings:
+        _warn_cluster_budget(layout, log)
     if bad:
         raise LabRefused(f"{layout.cluster}: not starting anything; this machine lacks what the lab needs "
                          f"(`kbootstrap lab check` for the whole report):\n" + check.report(bad))
@@ -80,7 +94,7 @@ def up(layout: Layout, engine: str = "lxc", *, fresh: bool = False, boot_timeout
     before anything is made when the controller check fails; on a failure later, the layout is removed."""
     if engine not in ENGINES:
         raise LabRefused(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
-    preflight(layout, engine)
+    preflight(layout, engine, log)
     t0 = time.monotonic()
     infos = {n.name: lxc.info(layout.container(n)) for n in layout.nodes}
     for i in infos.values():

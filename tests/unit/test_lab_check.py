@@ -98,3 +98,10 @@ def test_the_budget_counts_this_machines_inotify_instances():
         os.close(fd)
     assert after.limit == before.limit == int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
     assert after.used >= before.used + 1
+
+
+def test_a_cluster_node_costs_by_its_roles():
+    assert check.in_cluster(("loadbalancer",)) == check.INOTIFY_PER_NODE_IDLE
+    assert check.in_cluster(("etcd",)) == check.INOTIFY_PER_NODE_IDLE
+    assert check.in_cluster(("worker",)) == 13
+    assert check.in_cluster(("control-plane", "etcd")) == 27
