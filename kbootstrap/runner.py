@@ -69,7 +69,7 @@ def converge_host(t: Transport, phase: str, steps: list[Step], apply: bool, diff
         wants = Wants()
         for s in steps:
             wants.merge(s.wants())
-        facts = remote.gather(t, wants.files, wants.units, wants.probes)
+        facts = remote.gather(t, wants.files, wants.units, wants.probes, stat=wants.stat)
         for s in steps:
             changes = s.check(facts, changed)
             if isinstance(s, FilesStep):

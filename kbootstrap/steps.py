@@ -33,10 +33,12 @@ class Wants:
     files: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
     probes: dict[str, list[str]] = field(default_factory=dict)
+    stat: list[str] = field(default_factory=list)  # modification times only (no digest: binaries are large)
 
     def merge(self, other: "Wants") -> None:
         self.files += other.files
         self.units += other.units
+        self.stat += other.stat
         # Probe results are keyed by step name: two steps of one host with the same name would read each
         # other's answer (a step skipped or run by the other's probe). A programming error, refused here.
         clash = [k for k in other.probes if self.probes.get(k, other.probes[k]) != other.probes[k]]
@@ -103,9 +105,11 @@ def wanted_by_link(name: str) -> str:
 
 class ServicesStep:
     """systemd services: daemon-reload only when a unit file changed; enable and start what is not;
-    restart a running service only when one of its input files changed in this run. A `reloadable`
-    service whose change is configuration only (not its unit or binary) is reloaded instead: haproxy
-    keeps its connections and keepalived its VIP."""
+    restart a running service only when one of its input files changed in this run, or was changed after the
+    service last started or reloaded (a run that wrote it and stopped before this step, or ran only the
+    files phase: the service would keep the old configuration). A `reloadable` service whose change is
+    configuration only (not its unit or binary) is reloaded instead: haproxy keeps its connections and
+    keepalived its VIP."""
 
     name = "services"
 
@@ -117,7 +121,15 @@ class ServicesStep:
         self.reloadable = reloadable
 
     def wants(self) -> Wants:
-        return Wants(units=[unit(s) for s in self.services])
+        return Wants(units=[unit(s) for s in self.services],
+                     stat=sorted({p for s in self.services for p in self.inputs.get(s, ())}))
+
+    def _stale(self, s: str, facts: HostFacts, state: dict[str, str]) -> set[str]:
+        """Inputs modified in a later second than the service's last start or reload (StartedAt, whole seconds)."""
+        if not state.get("StartedAt", "").isdigit():
+            return set()
+        started = int(state["StartedAt"])
+        return {p for p in self.inputs.get(s, ()) if (m := facts.mtimes.get(p)) is not None and int(m) > started}
 
     def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
         out = []
@@ -133,10 +145,11 @@ class ServicesStep:
                 continue
             if state.get("ActiveState") != "active":
                 out.append(Change(self.name, "start", s))
-            elif self.inputs.get(s, set()) & changed:
-                paths = self.inputs[s] & changed
+            elif paths := (self.inputs.get(s, set()) & changed) or self._stale(s, facts, state):
                 config_only = s in self.reloadable and not any(p.startswith((*UNIT_DIRS, "/usr/")) for p in paths)
-                out.append(Change(self.name, "reload" if config_only else "restart", s, f"changed: {', '.join(sorted(paths))}"))
+                why = "changed" if paths & changed else "changed since it started"
+                out.append(Change(self.name, "reload" if config_only else "restart", s,
+                                  f"{why}: {', '.join(sorted(paths))}"))
         return out
 
     def apply(self, t: Transport, changes: list[Change]) -> None:

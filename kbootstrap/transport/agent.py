@@ -1,6 +1,8 @@
 """The helper kbootstrap runs on a host (`python3 -c`, through sudo) so that one command does a batch.
 
-    facts  stdin {"files": [...], "units": [...], "probes": {"key": argv}}  -> stdout JSON facts
+    facts  stdin {"files": [...], "stat": [...], "units": [...], "probes": {"key": argv}}  -> stdout JSON facts
+           (files: digest, mode, owner; stat: modification time only; units: systemd properties, and StartedAt,
+           the last start or reload in whole seconds since the epoch)
     read   stdin {"files": [...]}                                           -> stdout {"path": base64|null}
     write  stdin one JSON header line [{path, mode, owner, group, size}] then the contents back to back
            -> every file written atomically (temp file in the same directory, fsync, chown/chmod, rename)
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,18 +54,41 @@ _UNIT_PROPS = ["Id", "LoadState", "ActiveState", "SubState", "UnitFileState", "E
                "NeedDaemonReload"]
 
 
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _started_at(block):
+    """The last time the unit's main process started or it was reloaded (a reload rereads the configuration
+    but keeps ExecMainStartTimestamp), in whole seconds; None when systemd cannot say (older than 248)."""
+    times = [int(t) for t in re.findall(r"^ExecMainStartTimestamp=@(\d+)$", block, re.M)]
+    times += [int(t) for t in re.findall(r"start_time=\[@(\d+)\]", block)]
+    return max(times) if times else None
+
+
 def _unit_facts(units):
     if not units:
         return {}
+    props = ",".join(_UNIT_PROPS + ["ExecMainStartTimestamp", "ExecReload"])
     try:
-        out = subprocess.run(["systemctl", "show", "--property=" + ",".join(_UNIT_PROPS), "--"] + list(units),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True).stdout
+        p = subprocess.run(["systemctl", "show", "--timestamp=unix", "--property=" + props, "--"] + list(units),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+        if p.returncode != 0 and "timestamp" in p.stderr:  # systemd < 248: no --timestamp=unix, no StartedAt
+            p = subprocess.run(["systemctl", "show", "--property=" + ",".join(_UNIT_PROPS), "--"] + list(units),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     except FileNotFoundError:
         return {u: {"LoadState": "no-systemd"} for u in units}
-    facts, current = {}, {}
-    blocks = [b for b in out.split("\n\n") if b.strip()]
+    facts = {}
+    blocks = [b for b in p.stdout.split("\n\n") if b.strip()]
     for unit, block in zip(units, blocks):
         current = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        current.pop("ExecReload", None)
+        started = _started_at(block)
+        if started is not None:
+            current["StartedAt"] = str(started)
         facts[unit] = current
     return facts
 
@@ -81,6 +107,7 @@ def _probes(probes):
 def facts(req):
     return {
         "files": {p: _file_fact(p) for p in req.get("files", [])},
+        "stat": {p: _mtime(p) for p in req.get("stat", [])},
         "units": _unit_facts(req.get("units", [])),
         "probes": _probes(req.get("probes", {})),
     }

@@ -42,6 +42,7 @@ class FileFact:
 class HostFacts:
     files: dict[str, FileFact | None] = field(default_factory=dict)
     units: dict[str, dict[str, str]] = field(default_factory=dict)
+    mtimes: dict[str, float | None] = field(default_factory=dict)  # Wants.stat: modification times only
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -52,14 +53,16 @@ def _call(t: Transport, op: str, stdin: bytes, step: str) -> Any:
     return json.loads(r.stdout)
 
 
-def gather(t: Transport, files: list[str], units: list[str] = (), probes: dict[str, list[str]] | None = None) -> HostFacts:
-    raw = _call(t, "facts", json.dumps({"files": list(files), "units": list(units), "probes": probes or {}}).encode(),
-                "gather facts")
+def gather(t: Transport, files: list[str], units: list[str] = (), probes: dict[str, list[str]] | None = None,
+           stat: list[str] = ()) -> HostFacts:
+    req = {"files": list(files), "stat": list(stat), "units": list(units), "probes": probes or {}}
+    raw = _call(t, "facts", json.dumps(req).encode(), "gather facts")
     return HostFacts(
         files={p: None if f is None else FileFact(f.get("sha256"), f["mode"], f["owner"], f["group"], f["size"])
                for p, f in raw["files"].items()},
         units=raw["units"],
         probes=raw["probes"],
+        mtimes=raw.get("stat", {}),
     )
 
 
