@@ -14,8 +14,8 @@ from . import __version__
 from .errors import KbootstrapError
 from .artifacts.cli import artifacts
 from .lab.cli import lab
-from .cli_common import (ARTIFACTS_OPTION, HOST_OPTIONS, INVENTORY_HELP, _load, default_cluster_dir, err, exit_for,
-                         host_options, labelled, out, select_nodes)
+from .cli_common import (ARTIFACTS_OPTION, HOST_OPTIONS, INVENTORY_HELP, PhasedCommand, _load, default_cluster_dir,
+                         err, exit_for, host_options, labelled, out, phase_options, select_nodes)
 from .reset_cli import reset
 from .verify.cli import verify
 
@@ -123,40 +123,38 @@ def apply(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output)
     exit_for(result, dry_run=False)
 
 
-@main.command()
+@main.command(cls=PhasedCommand, workflows=("init",))
 @host_options
 @click.option("--topology", type=click.Choice(["stacked", "external"]),
               help="Expected etcd topology; refused if the inventory says otherwise (a guard, not an override).")
 @ARTIFACTS_OPTION
 @click.option("--dry-run", is_flag=True, help="Show every change init would make, and make none (exit 3 if any).")
-def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, topology, artifacts, dry_run) -> None:
+@phase_options
+def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, topology, artifacts, dry_run,
+         skip_phases, only_phases) -> None:
     """Install the control plane: OS settings, containerd, binaries, load balancers, etcd, control planes.
 
     \b
-    Phases, in order (each on every host it concerns, hosts in parallel):
-      os             kernel modules, sysctls, swap off, node names in /etc/hosts
-      packages       haproxy, keepalived (load balancers); iptables, conntrack (nodes): from the bundle's .debs
-      runtime        containerd, runc, crictl, CNI plugins, sandbox image
-      binaries       kubelet, kube-proxy, kubectl, etcd; control-plane binaries or images
-      files          certificates, kubeconfigs, configs and units (as `kbootstrap render` shows them)
-      loadbalancers  haproxy, keepalived
-      etcd           etcd services, each member healthy (systemd form / external etcd)
-      control-plane  kubelet (static pods) or services; apiserver ready; the API through the load balancer
-      cluster        bootstrap RBAC; control-plane nodes Ready
+    Preflight first (every host it concerns, every problem at once; nothing changes when it finds an error),
+    then the phases, in order (each on every host it concerns, hosts in parallel):
+    {phases}
 
     Re-running resumes after a failure and changes nothing on a finished cluster.
     Then add workers with `kbootstrap join`.
     """
     from .engine_cli import session
     from .etcd_members import MembersRecord
-    from .init_cluster import init_nodes, init_phases, preflight, write_admin_kubeconfig
+    from .init_cluster import init_nodes, preflight, write_admin_kubeconfig
     from .phases.bundle_payload import load_bundle
+    from .workflows import INIT, Inputs
 
     spec = _load(inventory)
     if topology and topology != spec.cluster.topology.value:
         raise click.BadParameter(f"the inventory {inventory} says cluster.topology: {spec.cluster.topology.value}",
                                  param_hint="--topology")
     nodes = init_nodes(spec, select_nodes(spec, hosts))
+    INIT.check(skip_phases, "--skip-phases")
+    INIT.check(only_phases, "--only-phases")
     bundle, manifest = load_bundle(spec, artifacts)
     record = MembersRecord.load(cluster_dir or default_cluster_dir(spec))
     later = record.unrecorded(spec)
@@ -170,8 +168,8 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
         preflight(s, nodes, manifest)
         if not dry_run and not s.ctx.etcd_record.members:
             s.ctx.etcd_record.record(spec, spec.etcd_members)  # the members that start the cluster
-        result = s.run(init_phases(s.ctx, bundle, manifest, nodes), apply=not dry_run, parallel=parallel,
-                       diffs=dry_run)
+        phases = INIT.build(Inputs(s.ctx, nodes, bundle, manifest), skip=skip_phases, only=only_phases)
+        result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
     s.report(result)
     if not result.failed and not dry_run:
         conf = write_admin_kubeconfig(s.ctx, s.root)
@@ -181,7 +179,7 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     exit_for(result, dry_run)
 
 
-@main.command()
+@main.command(cls=PhasedCommand, workflows=("join", "join --control-plane"))
 @functools.partial(host_options, inventory_required=False)
 @ARTIFACTS_OPTION
 @click.option("--control-plane", is_flag=True,
@@ -198,17 +196,17 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
 @click.option("--ca-cert-hash", metavar="sha256:HEX", help="--local: the cluster CA's public-key pin (as kubeadm's "
                                                           "--discovery-token-ca-cert-hash).")
 @click.option("--node-name", help="--local: this node's name in the inventory (default: the host name).")
+@phase_options
 def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts, control_plane, dry_run,
-         timeout, local, server, token, token_file, ca_cert_hash, node_name) -> None:
+         timeout, local, server, token, token_file, ca_cert_hash, node_name, skip_phases, only_phases) -> None:
     """Join workers (all of the inventory's, or those named by --host) to the cluster `init` made;
     with --control-plane, control planes added to the inventory since.
 
     \b
     Workers: a bootstrap token is made on the first control plane for this join only (15 minutes), used
     by each new node's kubelet to get its client certificate (TLS bootstrap, approved automatically), and
-    deleted at the end. Nodes that already joined get no token and no change. Phases: os, packages,
-    runtime, binaries, files, node (kubelet, kube-proxy, pod routes), ready (Ready within --timeout),
-    cleanup.
+    deleted at the end. Nodes that already joined get no token and no change. Phases:
+    {phases}
 
     \b
     Control planes (--control-plane; add the node to the inventory first, at the end of the list):
@@ -216,7 +214,8 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     plane's etcd member is added as a learner through a running member (phase etcd-members), started
     with initial-cluster-state existing, and promoted once in sync; one control plane per etcd change,
     in inventory order. The load balancers reload with the new backend; every node gets the route to
-    its pod subnet. Running etcd members and apiservers are not restarted.
+    its pod subnet. Running etcd members and apiservers are not restarted. Phases:
+    {phases1}
 
     \b
     On the node itself (--local, as root; like `kubeadm join`): list the worker in the inventory with
@@ -234,6 +233,8 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     added to the inventory later gets its route and /etc/hosts entry here. Keep the bundle where it was.
     """
     if local:
+        if skip_phases or only_phases:
+            raise click.BadParameter("not with --local (the node runs all of its join)", param_hint="--skip-phases")
         return _join_local(inventory, hosts, control_plane, server, token, token_file, ca_cert_hash, artifacts,
                            node_name, dry_run, timeout, output)
     if inventory is None:
@@ -243,17 +244,20 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
                                  param_hint="--local")
     if control_plane:
         return _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output,
-                                    artifacts, dry_run)
+                                    artifacts, dry_run, skip_phases, only_phases)
     from .engine_cli import session
     from .init_cluster import preflight
-    from .join_nodes import BootstrapToken, join_phases, join_targets, unjoined
+    from .join_nodes import BootstrapToken, join_targets, unjoined
     from .phases.bundle_payload import load_bundle
+    from .workflows import JOIN, Inputs
 
     spec = _load(inventory)
     targets = join_targets(select_nodes(spec, hosts))
     if not targets:
         raise click.BadParameter("no workers selected: join adds nodes with the 'worker' role "
                                  "(control planes: `kbootstrap join --control-plane`)", param_hint="--host")
+    JOIN.check(skip_phases, "--skip-phases")
+    JOIN.check(only_phases, "--only-phases")
     bundle, manifest = load_bundle(spec, artifacts)
     first = spec.control_planes[0]
     with session(spec, cluster_dir, [first, *targets], "join", accept_new_host_keys, output) as s:
@@ -264,11 +268,13 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
         if new and not dry_run:
             purpose = f"kbootstrap join of {', '.join(n.name for n in new)}; deleted when the join ends"
             with BootstrapToken(s, purpose) as token:
-                result = s.run(join_phases(s.ctx, token.value, bundle, manifest, targets, new, timeout),
-                               apply=True, parallel=parallel)
+                phases = JOIN.build(Inputs(s.ctx, targets, bundle, manifest, token=token.value, new=new,
+                                           timeout=timeout), skip=skip_phases, only=only_phases)
+                result = s.run(phases, apply=True, parallel=parallel)
         else:
-            result = s.run(join_phases(s.ctx, None, bundle, manifest, targets, [], timeout), apply=not dry_run,
-                           parallel=parallel, diffs=dry_run)
+            phases = JOIN.build(Inputs(s.ctx, targets, bundle, manifest, timeout=timeout), skip=skip_phases,
+                                only=only_phases)
+            result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
     s.report(result)
     exit_for(result, dry_run)
 
@@ -290,14 +296,15 @@ def _join_local(inventory, hosts, control_plane, server, token, token_file, ca_c
 
 
 def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts,
-                         dry_run) -> None:
+                         dry_run, skip_phases, only_phases) -> None:
     from .engine_cli import session
     from .errors import KbootstrapError
     from .etcd_members import MembersRecord
     from .init_cluster import init_nodes, preflight, write_admin_kubeconfig
-    from .join_control_planes import control_side, join_control_plane_phases, members_to_add
+    from .join_control_planes import control_side, members_to_add
     from .join_nodes import unjoined
     from .phases.bundle_payload import load_bundle
+    from .workflows import JOIN_CONTROL_PLANE, Inputs
 
     spec = _load(inventory)
     selected = select_nodes(spec, hosts) if hosts else spec.control_planes
@@ -305,6 +312,8 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
     if not_cp:
         raise click.BadParameter(f"{', '.join(not_cp)}: not a control plane of the inventory (workers join "
                                  "without --control-plane)", param_hint="--host")
+    JOIN_CONTROL_PLANE.check(skip_phases, "--skip-phases")
+    JOIN_CONTROL_PLANE.check(only_phases, "--only-phases")
     try:
         adding = members_to_add(spec, MembersRecord.load(cluster_dir or default_cluster_dir(spec)), selected)
     except KbootstrapError as e:
@@ -322,8 +331,9 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
                 s.note(f"adding {node.name} to etcd (as a learner, then promoted) and the control plane")
                 if not dry_run:
                     record.record(spec, [node])
-            result = s.run(join_control_plane_phases(s.ctx, bundle, manifest, nodes, joined), apply=not dry_run,
-                           parallel=parallel, diffs=dry_run)
+            phases = JOIN_CONTROL_PLANE.build(Inputs(s.ctx, nodes, bundle, manifest, workers=joined),
+                                              skip=skip_phases, only=only_phases)
+            result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
             if result.failed or dry_run:
                 break
     s.report(result)

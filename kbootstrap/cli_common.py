@@ -75,6 +75,44 @@ def host_options(fn, inventory_required: bool = True):
     return fn
 
 
+class PhasedCommand(click.Command):
+    """A command whose phases come from a workflow table: "{phases}" in its help becomes the table's list, read
+    when help is shown (so `kbootstrap` starts without importing the engine)."""
+
+    def __init__(self, *args, workflows: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workflows = workflows
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from .workflows import WORKFLOWS
+
+        import inspect
+
+        text = inspect.cleandoc(self.help or "")
+        for i, name in enumerate(self.workflows):
+            text = text.replace("{phases%s}" % ("" if i == 0 else i), WORKFLOWS[name].help())
+        self.help = text
+        super().format_help_text(ctx, formatter)
+
+
+def _phase_names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (value or "").split(",") if x.strip())
+
+
+PHASE_OPTIONS = [
+    click.option("--skip-phases", metavar="A,B", callback=_phase_names,
+                 help="Leave out these phases (names from the list above)."),
+    click.option("--only-phases", metavar="A,B", callback=_phase_names,
+                 help="Run only these phases, in their order (one phase alone: --only-phases etcd)."),
+]
+
+
+def phase_options(fn):
+    for opt in reversed(PHASE_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
 EXIT_CHANGES_PENDING = 3
 
 

@@ -13,19 +13,7 @@ from pathlib import Path
 from .artifacts.manifest import Manifest
 from .engine_cli import Session
 from .errors import KbootstrapError
-from .phases import bundle_payload
-from .phases.add_etcd_members import add_etcd_members
-from .phases.bootstrap_cluster import bootstrap_cluster
-from .phases.configure_files import configure_files
-from .phases.install_kubernetes import install_kubernetes
-from .phases.install_packages import install_packages
-from .phases.install_runtime import install_runtime
-from .phases.prepare_os import prepare_os
-from .phases.start_control_plane import start_control_plane
-from .phases.start_etcd import start_etcd
-from .phases.start_loadbalancers import start_loadbalancers
 from .render import RenderContext
-from .runner import Phase
 from .spec import ClusterSpec, Node, Role
 
 
@@ -69,22 +57,3 @@ def write_admin_kubeconfig(ctx: RenderContext, root: Path) -> Path:
     path = root / "admin.conf"
     write_atomic(path, conf.content, 0o600)
     return path
-
-
-def init_phases(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> list[Phase]:
-    spec = ctx.spec
-    binaries = {n.name: bundle_payload.binaries(spec, n, bundle, manifest) for n in nodes}
-    phases = [
-        prepare_os(ctx, nodes),
-        install_packages(ctx, bundle, manifest, nodes),
-        install_runtime(ctx, bundle, manifest, nodes),
-        install_kubernetes(ctx, bundle, manifest, nodes),
-        configure_files(ctx, nodes),
-        start_loadbalancers(ctx, nodes),
-        *filter(None, [add_etcd_members(ctx, nodes)]),
-        start_etcd(ctx, nodes, binaries),
-        start_control_plane(ctx, nodes, binaries),
-    ]
-    if spec.control_planes[0] in nodes:
-        phases.append(bootstrap_cluster(ctx, nodes, [n.name for n in spec.control_planes if n in nodes], binaries))
-    return phases

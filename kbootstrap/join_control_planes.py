@@ -14,16 +14,10 @@ from the inventory, so they are not restarted. Then it is one more `init` run ov
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from .artifacts.manifest import Manifest
 from .errors import KbootstrapError
 from .etcd_members import MembersRecord
-from .init_cluster import init_nodes, init_phases
-from .phases import bundle_payload
-from .phases.start_nodes import start_nodes
-from .render import RenderContext
-from .runner import Phase
+from .init_cluster import init_nodes
 from .spec import ClusterSpec, Node, Role
 
 
@@ -54,11 +48,3 @@ def control_side(spec: ClusterSpec, record: MembersRecord) -> list[Node]:
     """What one `init` run works on, leaving out etcd members not recorded yet (added one per run)."""
     later = record.unrecorded(spec)
     return [n for n in init_nodes(spec, spec.nodes) if n not in later]
-
-
-def join_control_plane_phases(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node],
-                              workers: list[Node]) -> list[Phase]:
-    """`init` over the control side and the joined `workers` (their files: the new pod route), then the
-    workers' node services, restarted only for what changed."""
-    binaries = {n.name: bundle_payload.binaries(ctx.spec, n, bundle, manifest) for n in workers}
-    return init_phases(ctx, bundle, manifest, nodes + workers) + [start_nodes(ctx, workers, binaries)]

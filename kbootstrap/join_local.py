@@ -240,8 +240,8 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
     from dataclasses import replace
 
     from .init_cluster import preflight
-    from .join_nodes import local_join_phases
     from .phases.bundle_payload import load_bundle
+    from .workflows import JOIN_LOCAL, Inputs
 
     _require_root("join --local installs and starts services")
     trust = establish_trust(server, token, ca_cert_hash)
@@ -254,8 +254,9 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
         s.note(f"{node.name}: " + ("already joined: checking every phase, no token used" if trust.joined else
                                    f"joining cluster {spec.cluster.name} at {spec.api_server_url}"))
         preflight(s, [node], manifest)
-        result = s.run(local_join_phases(s.ctx, trust.token, bundle, manifest, node, timeout), apply=not dry_run,
-                       parallel=1, diffs=dry_run)
+        phases = JOIN_LOCAL.build(Inputs(s.ctx, [node], bundle, manifest, token=trust.token,
+                                         new=[node] if trust.token else [], timeout=timeout))
+        result = s.run(phases, apply=not dry_run, parallel=1, diffs=dry_run)
         not_ready = None
         if not result.failed and not dry_run:
             Joined(node.name, server, trust.ca_pem, profile).save()
@@ -277,14 +278,14 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
 def run_local_reset(dry_run: bool, output: str):
     """`reset --local`: `reset`'s phases for this node, from what the join kept (the cluster may be gone).
     The Node object stays in the cluster, as after `kubeadm reset`."""
-    from .reset_cluster import reset_phases
+    from .workflows import RESET, Inputs
 
     _require_root("reset --local stops services and removes files")
     joined = Joined.load()
     spec = spec_from_profile(joined.profile)
     node = spec.node(joined.node)
     with _local_session(spec, joined.ca_pem, node, "reset --local", output) as s:
-        result = s.run(reset_phases(s.ctx, [node], detach=False), apply=not dry_run, parallel=1, diffs=dry_run)
+        result = s.run(RESET.build(Inputs(s.ctx, [node], detach=False)), apply=not dry_run, parallel=1, diffs=dry_run)
         if not result.failed and not dry_run:
             s.note(f"{node.name} is reset; its Node object stays in the cluster: `kubectl delete node {node.name}` "
                    "on the controller, or `kbootstrap join --local` with a new token to join again")

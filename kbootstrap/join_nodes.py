@@ -5,7 +5,7 @@ written only into the joining nodes' bootstrap kubeconfig, and deleted when the 
 happened (kube-controller-manager's tokencleaner removes it at expiry if kbootstrap is killed first).
 A node that already holds a kubelet client certificate is joined: it gets no token and no change.
 `kbootstrap token create` makes the same kind of token, signing too, for `join --local`, which runs
-`local_join_phases` on the node itself (join_local.py).
+the JOIN_LOCAL workflow on the node itself (join_local.py). The phases are in workflows/join.py.
 """
 
 from __future__ import annotations
@@ -15,31 +15,17 @@ import json
 import secrets
 import string
 import time
-from dataclasses import replace
-from pathlib import Path
 
-from .artifacts.manifest import Manifest
 from .engine_cli import Session
 from .errors import KbootstrapError
-from .phases import bundle_payload
-from .phases.configure_files import configure_files
-from .phases.install_kubernetes import install_kubernetes
-from .phases.install_packages import install_packages
-from .phases.install_runtime import install_runtime
-from .phases.prepare_os import prepare_os
-from .phases.services import kubectl, nodes_ready
-from .phases.start_nodes import start_local_node, start_nodes
-from .render import RenderContext
-from .render.node import KUBELET_CLIENT, KUBELET_SERVER
+from .phases.services import kubectl
+from .render.node import KUBELET_CLIENT
 from .render.cluster_addons import BOOTSTRAP_GROUP
-from .runner import Phase
 from .spec import Node, Role
-from .steps import CommandStep, WaitStep
 from .transport import remote
 from .transport.base import CommandResult, Transport
 from .render.templates import dump_yaml
 
-BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"
 TOKEN_TTL = dt.timedelta(minutes=15)
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -120,58 +106,3 @@ def wait_signed(s: Session, token_id: str, timeout: float = 60) -> None:
         time.sleep(1)
 
 
-def install_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, nodes: list[Node],
-                   new: list[Node]) -> list[Phase]:
-    """Everything on the joining nodes themselves before their services start; `new` nodes get the
-    bootstrap kubeconfig with `token`."""
-    files = configure_files(ctx, [n for n in nodes if n not in new])
-    if new and token:
-        files.steps |= configure_files(replace(ctx, bootstrap_token=token), new).steps
-    return [
-        prepare_os(ctx, nodes),
-        install_packages(ctx, bundle, manifest, nodes),
-        install_runtime(ctx, bundle, manifest, nodes),
-        install_kubernetes(ctx, bundle, manifest, nodes),
-        files,
-    ]
-
-
-def _binaries(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> dict[str, list]:
-    return {n.name: bundle_payload.binaries(ctx.spec, n, bundle, manifest) for n in nodes}
-
-
-def cleanup_phase(nodes: list[Node]) -> Phase:
-    # The bootstrap kubeconfig held the token: once the kubelet has its own certificate, remove it.
-    return Phase("cleanup", {n.name: [CommandStep("remove bootstrap kubeconfig",
-                                                  probe=["test", "!", "-e", BOOTSTRAP_KUBECONFIG],
-                                                  command=["rm", "-f", BOOTSTRAP_KUBECONFIG])] for n in nodes})
-
-
-def join_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, nodes: list[Node],
-                new: list[Node], timeout: float = 300) -> list[Phase]:
-    first = ctx.spec.control_planes[0].name
-    names = [n.name for n in nodes]
-    return [
-        *install_phases(ctx, token, bundle, manifest, nodes, new),
-        start_nodes(ctx, nodes, _binaries(ctx, bundle, manifest, nodes)),
-        Phase("ready", {first: [WaitStep("nodes Ready", nodes_ready(names), timeout=timeout, interval=3,
-                                         what="nodes " + ", ".join(names))]}),
-        cleanup_phase(nodes),
-    ]
-
-
-def local_join_phases(ctx: RenderContext, token: str | None, bundle: Path, manifest: Manifest, node: Node,
-                      timeout: float = 300) -> list[Phase]:
-    """`join --local` on the node: its phases, with kube-proxy started once the kubelet holds the client
-    certificate kube-proxy runs on, then the serving certificate awaited (the Node Ready wait follows, read
-    as the node through the API)."""
-    return [
-        *install_phases(ctx, token, bundle, manifest, [node], [node] if token else []),
-        start_local_node(ctx, node, _binaries(ctx, bundle, manifest, [node]), timeout),
-        Phase("ready", {node.name: [
-            WaitStep("kubelet serving certificate", ["test", "-s", KUBELET_SERVER], timeout=timeout, interval=2,
-                     what=f"{KUBELET_SERVER} (approved by kbootstrap-csr-approver on the control planes; "
-                          "`kubectl get csr` shows a Pending one and the approver's journal says why)"),
-        ]}),
-        cleanup_phase([node]),
-    ]

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import click
 
-from .cli_common import ARTIFACTS_OPTION, _load, err, exit_for, host_options, labelled, select_nodes
+from .cli_common import (ARTIFACTS_OPTION, PhasedCommand, _load, err, exit_for, host_options, labelled, phase_options,
+                         select_nodes)
 
 
-@click.command()
+@click.command(cls=PhasedCommand, workflows=("reset",))
 @functools.partial(host_options, inventory_required=False)
 @click.option("--local", is_flag=True, help="Reset THIS machine, as root on it: a worker that joined with "
                                             "`kbootstrap join --local` (no inventory needed).")
@@ -23,20 +24,15 @@ from .cli_common import ARTIFACTS_OPTION, _load, err, exit_for, host_options, la
 @click.option("--purge", is_flag=True, help="Also remove the binaries init installed (listed by the artifact "
                                             "bundle) and the payload it copied to /var/lib/kbootstrap.")
 @ARTIFACTS_OPTION
+@phase_options
 def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int,
           accept_new_host_keys: bool, output: str, local: bool, yes: bool, dry_run: bool, purge: bool,
-          artifacts: Path | None) -> None:
+          artifacts: Path | None, skip_phases: tuple[str, ...], only_phases: tuple[str, ...]) -> None:
     """Undo init and join on the selected hosts (default: all): the cluster is gone from them.
 
     \b
     Phases, in order (each on every host it concerns, hosts in parallel):
-      stop        kubelet, kube-proxy, pod routes, control-plane services, etcd, haproxy, keepalived
-      containers  every pod removed (crictl rmp -fa), containerd stopped, kubelet mounts unmounted
-      files       every file kbootstrap wrote, /etc/kubernetes, /var/lib/{kubelet,etcd,kube-proxy,cni},
-                  kbootstrap's block in /etc/hosts
-      network     the VIP, the cni0 bridge, the pod routes, the KUBE-/CNI- iptables rules (others kept)
-      purge       with --purge: the installed binaries and /var/lib/kbootstrap
-      detach      when only some nodes are reset: their Node objects, through a control plane that stays
+    {phases}
     Binaries (without --purge), OS packages, images and the cluster directory on this machine stay:
     `kbootstrap init` afterwards makes the same cluster again. A second reset changes nothing.
 
@@ -45,7 +41,8 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
     cluster (`kubectl delete node NAME`), as after `kubeadm reset`.
     """
     from .engine_cli import session
-    from .reset_cluster import detach_host, partial_reset_problem, purge_paths, reset_phases
+    from .reset_cluster import detach_host, partial_reset_problem, purge_paths
+    from .workflows import RESET, Inputs
 
     if local:
         if inventory is not None or hosts or purge:
@@ -74,7 +71,8 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
     through = detach_host(spec, nodes)
     connect = nodes + ([through] if through is not None else [])
     with session(spec, cluster_dir, connect, "reset", accept_new_host_keys, output) as s:
-        result = s.run(reset_phases(s.ctx, nodes, purge_by_host), apply=not dry_run, parallel=parallel)
+        result = s.run(RESET.build(Inputs(s.ctx, nodes, purge=purge_by_host), skip=skip_phases, only=only_phases),
+                       apply=not dry_run, parallel=parallel)
         if not dry_run and not result.failed and all(m in nodes for m in spec.etcd_members):
             s.ctx.etcd_record.delete()  # the etcd data it described is gone: the next init starts a new cluster
     s.report(result)

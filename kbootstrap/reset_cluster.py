@@ -184,29 +184,35 @@ def detach_phase(spec: ClusterSpec, nodes: list[Node], through: Node) -> Phase:
             steps.append(ShellStep(f"delete Node object {n.name}", probe=f'out=$({get}) && test -z "$out"',
                                    command=quote(kubectl("delete", "node", n.name, "--ignore-not-found", server=api)),
                                    label=f"node/{n.name}", detail=f"through {through.name}"))
-    return Phase("detach", {through.name: steps})
+    return Phase(DETACH, {through.name: steps})
 
 
-def reset_phases(ctx: RenderContext, nodes: list[Node], purge: dict[str, list[str]] | None = None,
-                 detach: bool = True) -> list[Phase]:
-    """The phases that reset `nodes`. `purge`: host -> installed binaries to remove too (`purge_paths`).
-    When only some kubelet nodes are reset, the last phase runs on `detach_host(...)`, which the caller
-    must connect as well (not with `detach=False`: `reset --local` on the node reaches no control plane)."""
-    spec = ctx.spec
-    kubelets = [n for n in nodes if n in spec.kubelet_nodes]
-    phases = [
-        Phase("stop", {n.name: [StopServicesStep(services_to_stop(ctx, n))] for n in nodes if services_to_stop(ctx, n)}),
-        Phase("containers", {n.name: container_steps() for n in kubelets}),
-        Phase("files", {n.name: [*(leftover_steps() if n in kubelets else []), RemovePathsStep(reset_paths(ctx, n)),
-                                 remove_hosts_step()] for n in nodes}),
-        Phase("network", {n.name: network_steps(spec, n) for n in nodes if network_steps(spec, n)}),
-    ]
-    if purge:
-        phases.append(Phase("purge", {h: [RemovePathsStep(p, name="remove binaries")] for h, p in purge.items() if p}))
-    through = detach_host(spec, nodes) if detach else None
-    if through is not None:
-        phases.append(detach_phase(spec, nodes, through))
-    return phases
+# reset's phases (the table is workflows/reset.py)
+STOP, CONTAINERS, FILES, NETWORK, PURGE, DETACH = "stop", "containers", "files", "network", "purge", "detach"
+
+
+def stop_phase(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    return Phase(STOP, {n.name: [StopServicesStep(services_to_stop(ctx, n))] for n in nodes if services_to_stop(ctx, n)})
+
+
+def containers_phase(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    return Phase(CONTAINERS, {n.name: container_steps() for n in nodes if n in ctx.spec.kubelet_nodes})
+
+
+def files_phase(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    return Phase(FILES, {n.name: [*(leftover_steps() if n in ctx.spec.kubelet_nodes else []),
+                                  RemovePathsStep(reset_paths(ctx, n)), remove_hosts_step()] for n in nodes})
+
+
+def network_phase(ctx: RenderContext, nodes: list[Node]) -> Phase:
+    return Phase(NETWORK, {n.name: network_steps(ctx.spec, n) for n in nodes if network_steps(ctx.spec, n)})
+
+
+def purge_phase(purge: dict[str, list[str]] | None) -> Phase | None:
+    """`purge`: host -> installed binaries to remove too (`purge_paths`); None without --purge."""
+    if not purge:
+        return None
+    return Phase(PURGE, {h: [RemovePathsStep(p, name="remove binaries")] for h, p in purge.items() if p})
 
 
 PAYLOAD_DIR = "/var/lib/kbootstrap"  # bundle images and .debs copied by init/join

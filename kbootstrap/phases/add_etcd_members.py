@@ -17,6 +17,8 @@ from ..steps import CommandStep, RetryStep, Step, WaitStep
 from ..transport.base import quote
 from .services import etcd_health, etcdctl
 
+NAME = "etcd-members"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 # `etcdctl member list` lines: ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER (an unstarted member
 # has no name yet, so members are matched by their peer URL).
 _FIELD = "awk -F', ' -v u=\"$2\" '$4 == u {print $%s; f=1} END {exit !f}'"
@@ -47,7 +49,7 @@ def add_etcd_members(ctx: RenderContext, nodes: list[Node]) -> Phase | None:
             f"add etcd member {node.name}", probe=["sh", "-c", listed, "sh", node.name, peer_url(node)],
             command=["sh", "-c", f'{ctl} member add "$1" --learner --peer-urls="$2"', "sh", node.name, peer_url(node)],
             detail=f"{node.name} ({peer_url(node)}) as a learner"))
-    return Phase("etcd-members", {through.name: steps}) if steps else None
+    return Phase(NAME, {through.name: steps}) if steps else None
 
 
 def promote_step(ctx: RenderContext, node: Node, timeout: float = 240) -> Step:

@@ -16,6 +16,8 @@ from ..steps import CommandStep, ServicesStep, WaitStep
 from ..transport.base import quote
 from .services import SUPER_ADMIN_CONF, inputs_for, kubectl, nodes_ready
 
+NAME = "cluster"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 ROLE = "node-role.kubernetes.io/control-plane"
 # Passes when each given node carries the control-plane label and its NoSchedule taint (others may too: a
 # run over some control planes leaves the rest alone). Listed by selector, so the answer is always a list.
@@ -52,4 +54,4 @@ def bootstrap_cluster(ctx: RenderContext, nodes: list[Node], ready: list[str], b
         _mark_control_planes(ready),
         *steps.get(first.name, []),
     ]
-    return Phase("cluster", steps)
+    return Phase(NAME, steps)

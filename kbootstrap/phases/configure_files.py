@@ -10,10 +10,12 @@ from ..runner import Phase
 from ..spec import Node
 from ..steps import FilesStep, ServicesStep
 
+NAME = "files"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 
 def configure_files(ctx: RenderContext, nodes: list[Node]) -> Phase:
     steps = {}
     for node in nodes:
         artifacts = render_host(ctx, node)
         steps[node.name] = [FilesStep(artifacts), ServicesStep([], {}, start=False)]
-    return Phase("files", steps)
+    return Phase(NAME, steps)

@@ -16,6 +16,8 @@ from ..steps import FilesStep
 from . import bundle_payload
 from .install_runtime import RUNTIME_COMPONENTS, import_steps
 
+NAME = "binaries"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 
 def install_kubernetes(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> Phase:
     spec = ctx.spec
@@ -26,4 +28,4 @@ def install_kubernetes(ctx: RenderContext, bundle: Path, manifest: Manifest, nod
         images = bundle_payload.images(spec, node, bundle, manifest, roles=("control-plane", "etcd"))
         if binaries or images:
             steps[node.name] = [FilesStep(binaries + [a for _, a in images]), *import_steps(images)]
-    return Phase("binaries", steps)
+    return Phase(NAME, steps)

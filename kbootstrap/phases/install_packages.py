@@ -18,6 +18,8 @@ from ..spec import Node, Role
 from ..steps import PackagesStep
 from . import bundle_payload
 
+NAME = "packages"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 DEBS_DIR = "/var/lib/kbootstrap/debs"
 
 
@@ -39,4 +41,4 @@ def install_packages(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes
                 (f, Artifact(f"{DEBS_DIR}/{Path(f.path).name}", bundle_payload.read(bundle, f), 0o644,
                              component="packages"))
                 for f in debs])]
-    return Phase("packages", steps)
+    return Phase(NAME, steps)

@@ -18,6 +18,8 @@ from ..spec import Node
 from ..steps import CommandStep, FilesStep, ServicesStep, Step
 from . import bundle_payload
 
+NAME = "runtime"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 RUNTIME_COMPONENTS = ("containerd", "runc", "crictl", "cni-plugins")
 CRICTL = ["/usr/local/bin/crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock"]
 
@@ -43,4 +45,4 @@ def install_runtime(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes:
         inputs = {a.path for a in rendered + binaries}
         steps[node.name] = [FilesStep(rendered + binaries + [a for _, a in images]),
                             ServicesStep(["containerd"], {"containerd": inputs}), *import_steps(images)]
-    return Phase("runtime", steps)
+    return Phase(NAME, steps)

@@ -14,6 +14,8 @@ from ..runner import Phase
 from ..spec import Node
 from ..steps import CommandStep, FilesStep, Step, SysctlStep
 
+NAME = "os"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 # overlay shows in /proc/filesystems and br_netfilter creates /proc/sys/net/bridge, loaded or built in.
 _MODULES_PRESENT = "grep -qw overlay /proc/filesystems && test -d /proc/sys/net/bridge"
 _NO_SWAP = "test $(wc -l </proc/swaps) -le 1"
@@ -38,4 +40,4 @@ def prepare_os(ctx: RenderContext, nodes: list[Node]) -> Phase:
             node_steps.append(SysctlStep(settings))
         if node_steps:
             steps[node.name] = node_steps
-    return Phase("os", steps)
+    return Phase(NAME, steps)

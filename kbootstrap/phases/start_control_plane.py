@@ -15,6 +15,8 @@ from ..steps import ServicesStep, Step, WaitStep
 from .add_etcd_members import member_ready_steps
 from .services import NODE_SERVICES, api_ready, inputs_for
 
+NAME = "control-plane"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 CONTROL_PLANE_SERVICES = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
 
@@ -36,4 +38,4 @@ def start_control_plane(ctx: RenderContext, nodes: list[Node], binaries_by_node:
             WaitStep("API through the load balancer", api_ready(spec), timeout=120, what=spec.api_server_url),
         ]
         steps[node.name] = node_steps
-    return Phase("control-plane", steps)
+    return Phase(NAME, steps)

@@ -16,6 +16,8 @@ from ..steps import ServicesStep
 from .add_etcd_members import member_ready_steps
 from .services import inputs_for
 
+NAME = "etcd"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 
 def start_etcd(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
     steps = {}
@@ -25,4 +27,4 @@ def start_etcd(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str
         inputs = inputs_for(ctx, node, binaries_by_node)
         steps[node.name] = [ServicesStep(["etcd"], {"etcd": inputs.get("etcd", set())}),
                             *member_ready_steps(ctx, node, timeout=120, what=f"etcd member {node.name}")]
-    return Phase("etcd", steps)
+    return Phase(NAME, steps)

@@ -9,6 +9,8 @@ from ..spec import Node, Role
 from ..steps import ServicesStep
 from .services import service_inputs
 
+NAME = "loadbalancers"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 
 def start_loadbalancers(ctx: RenderContext, nodes: list[Node]) -> Phase:
     steps = {}
@@ -18,4 +20,4 @@ def start_loadbalancers(ctx: RenderContext, nodes: list[Node]) -> Phase:
         services = ["haproxy"] + (["keepalived"] if ctx.spec.load_balancer.vip else [])
         steps[node.name] = [ServicesStep(services, service_inputs(loadbalancer_files(ctx, node)),
                                          reloadable=("haproxy", "keepalived"))]
-    return Phase("loadbalancers", steps)
+    return Phase(NAME, steps)

@@ -11,9 +11,11 @@ from ..spec import Node
 from ..steps import ServicesStep, WaitStep
 from .services import NODE_SERVICES, inputs_for
 
+NAME = "node"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+
 
 def start_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
-    return Phase("node", {
+    return Phase(NAME, {
         n.name: [ServicesStep(NODE_SERVICES, inputs_for(ctx, n, binaries_by_node))]
         for n in nodes
     })
@@ -24,7 +26,7 @@ def start_local_node(ctx: RenderContext, node: Node, binaries_by_node: dict[str,
     bootstrap has written it (started earlier, it would fail and wait for systemd's restart); then the timer
     that keeps the node on the cluster's node profile."""
     inputs = inputs_for(ctx, node, binaries_by_node)
-    return Phase("node", {node.name: [
+    return Phase(NAME, {node.name: [
         ServicesStep([s for s in NODE_SERVICES if s != "kube-proxy"], inputs),
         WaitStep("kubelet client certificate", ["test", "-s", KUBELET_CLIENT], timeout=timeout, interval=1,
                  what=f"{KUBELET_CLIENT} (TLS bootstrap: the token's CSR, approved by kube-controller-manager)"),

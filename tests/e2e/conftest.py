@@ -204,3 +204,37 @@ def lab_tools():
             pytest.skip(reason)
 
     return require, testinfra_host, TIMINGS
+
+
+MINI = REPO / "inventories" / "lab-mini.yaml"
+
+
+@pytest.fixture(scope="module")
+def mini():
+    """lab-mini's three fresh hosts (lxc engine) for one test module, removed after it whatever happened."""
+    layout = load_layout(MINI)
+    lifecycle.down(layout)
+    try:
+        lifecycle.up(layout, "lxc")
+        yield layout
+    finally:
+        lifecycle.down(layout)
+
+
+@pytest.fixture
+def kb_mini(tmp_path):
+    """kb_mini(ARGS…): `kbootstrap ARGS -i lab-mini.yaml` as a user runs it, with its own KBOOTSTRAP_HOME
+    (kb_mini.home)."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+
+    def run(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        p = subprocess.run([sys.executable, "-m", "kbootstrap", *args, "-i", str(MINI)], capture_output=True,
+                           text=True, env={**os.environ, "KBOOTSTRAP_HOME": str(home)}, timeout=timeout)
+        print(f"$ kbootstrap {' '.join(args)}: exit {p.returncode}")
+        return p
+
+    run.home = home  # type: ignore[attr-defined]
+    return run

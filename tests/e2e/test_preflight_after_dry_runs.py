@@ -12,54 +12,31 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from kbootstrap.lab import lifecycle, lxc
-from kbootstrap.lab.layout import REPO, load_layout
+from kbootstrap.lab import lxc
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
-INVENTORY = REPO / "inventories" / "lab-mini.yaml"
-
-
-@pytest.fixture(scope="module")
-def mini():
-    layout = load_layout(INVENTORY)
-    lifecycle.down(layout)
-    try:
-        lifecycle.up(layout, "lxc")
-        yield layout
-    finally:
-        lifecycle.down(layout)
-
-
-def _kb(home, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kbootstrap", *args, "-i", str(INVENTORY)], capture_output=True,
-                          text=True, env={**os.environ, "KBOOTSTRAP_HOME": str(home)}, timeout=900)
-
-
-def _pending(home) -> list[tuple[str, str]]:
-    p = _kb(home, "plan", "--output", "json")
+def _pending(kb_mini) -> list[tuple[str, str]]:
+    p = kb_mini("plan", "--output", "json")
     assert p.returncode == 3, p.stdout[-2000:] + p.stderr[-2000:]
     return sorted((h["host"], c["target"]) for h in json.loads(p.stdout)["hosts"] for c in h["changes"])
 
 
-def test_preflight_checks_ports_after_a_dry_run_a_plan_and_a_reset(mini, tmp_path):
-    home = tmp_path / "home"
-    dry = _kb(home, "init", "--dry-run")
+def test_preflight_checks_ports_after_a_dry_run_a_plan_and_a_reset(mini, kb_mini):
+    dry = kb_mini("init", "--dry-run")
     assert dry.returncode == 3, dry.stdout[-2000:] + dry.stderr[-2000:]
-    before = _pending(home)
-    reset = _kb(home, "reset", "--yes")
+    before = _pending(kb_mini)
+    reset = kb_mini("reset", "--yes")
     assert reset.returncode == 0, reset.stdout[-2000:] + reset.stderr[-2000:]
     cp = lxc.attach(mini.container(mini.node("mcp1")), "systemd-run", "--unit", "kb-squatter", "python3", "-m",
                     "http.server", "2379")
     assert cp.returncode == 0
     lxc.attach(mini.container(mini.node("mcp1")), "sh", "-c",
                "for i in $(seq 50); do ss -ltn | grep -q ':2379 ' && exit 0; sleep 0.1; done; exit 1")
-    init = _kb(home, "init")
+    init = kb_mini("init")
     print(init.stderr[-3000:])
     assert init.returncode == 2, init.stdout[-2000:] + init.stderr[-2000:]
     assert "preflight found errors" in init.stderr
@@ -67,4 +44,4 @@ def test_preflight_checks_ports_after_a_dry_run_a_plan_and_a_reset(mini, tmp_pat
     assert "python3" in line and "etcd clients" in line
     mcp1 = init.stderr.index("mcp1:")
     assert mcp1 < init.stderr.index("port 2379")
-    assert _pending(home) == before  # nothing changed on any host
+    assert _pending(kb_mini) == before  # nothing changed on any host

@@ -103,11 +103,13 @@ def test_lock_refuses_a_live_holder_and_breaks_a_stale_one(tmp_path):
 
 
 def test_journal_records_each_host_phase(tmp_path):
-    j = Journal(tmp_path, "apply")
-    j.record("cp1", "files", True, 3)
-    j.record("w1", "files", False, 0, "w1: cannot reach")
-    j.record("w1", "files", True, 2)
-    assert j.last_status() == {("cp1", "files"): "done", ("w1", "files"): "done"}
+    j = Journal(tmp_path, "init")
+    j.record("cp1", "files", True, 3, applied=True)
+    j.record("w1", "files", False, 0, "w1: cannot reach", applied=True)
+    j.record("w1", "files", True, 2, applied=True)
+    assert [(e["host"], e["status"], e["applied"]) for e in j.entries()] == [
+        ("cp1", "done", True), ("w1", "failed", True), ("w1", "done", True)]
+    assert j.configured_hosts() == {"cp1", "w1"}
 
 
 def test_step_error_names_host_step_command_code_and_stderr():

@@ -18,8 +18,9 @@ from kbootstrap.errors import StepError
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
+from kbootstrap.workflows import RESET, Inputs
 from kbootstrap.reset_cluster import (IPTABLES_FILTER, detach_host, iptables_step, partial_reset_problem,
-                                      reset_paths, reset_phases, services_to_stop, without_kube_rules)
+                                      reset_paths, services_to_stop, without_kube_rules)
 from kbootstrap.reset_steps import RemovePathsStep, StopServicesStep, check_removable, collapse
 from kbootstrap.steps import ShellStep
 from kbootstrap.runner import RunResult
@@ -58,7 +59,7 @@ def labels(steps) -> list[str]:
 
 def test_full_reset_phases_in_order_on_the_hosts_they_concern(stacked):
     spec = stacked.spec
-    phases = reset_phases(stacked, spec.nodes)
+    phases = RESET.build(Inputs(stacked, spec.nodes))
     assert [p.name for p in phases] == ["stop", "containers", "files", "network"]
     stop, containers, files, network = phases
     assert set(stop.steps) == set(files.steps) == {n.name for n in spec.nodes}
@@ -79,7 +80,7 @@ def test_full_reset_phases_in_order_on_the_hosts_they_concern(stacked):
 def test_every_rendered_file_and_state_directory_is_removed(stacked):
     spec = stacked.spec
     for node in spec.nodes:
-        remove = next(s for s in reset_phases(stacked, [node])[2].steps[node.name] if isinstance(s, RemovePathsStep))
+        remove = next(s for s in RESET.build(Inputs(stacked, [node]))[2].steps[node.name] if isinstance(s, RemovePathsStep))
         covered = lambda p: any(p == r or p.startswith(r + "/") for r in remove.paths)  # noqa: E731
         assert all(covered(a.path) for a in render_host(stacked, node)), node.name
         assert "/etc/kubernetes" in remove.paths
@@ -104,7 +105,7 @@ def test_systemd_form_and_external_etcd_stop_their_services(tmp_path):
 
 def test_single_load_balancer_without_vip_has_no_keepalived_or_vip_step(tmp_path):
     ctx = ctx_for(yaml.safe_load((INVENTORIES / "lab-mini.yaml").read_text()), tmp_path)
-    phases = reset_phases(ctx, ctx.spec.nodes)
+    phases = RESET.build(Inputs(ctx, ctx.spec.nodes))
     assert [s.services for s in phases[0].steps["mlb1"]] == [["haproxy"]]
     assert "mlb1" not in phases[3].steps
 
@@ -112,7 +113,7 @@ def test_single_load_balancer_without_vip_has_no_keepalived_or_vip_step(tmp_path
 def test_resetting_some_workers_detaches_their_node_objects_through_a_control_plane(stacked):
     spec = stacked.spec
     w2 = [spec.node("w2")]
-    phases = reset_phases(stacked, w2)
+    phases = RESET.build(Inputs(stacked, w2))
     assert [p.name for p in phases] == ["stop", "containers", "files", "network", "detach"]
     assert list(phases[-1].steps) == ["cp1"] and labels(phases[-1].steps["cp1"]) == ["node/w2"]
     assert detach_host(spec, w2) == spec.node("cp1")
@@ -122,7 +123,7 @@ def test_resetting_some_workers_detaches_their_node_objects_through_a_control_pl
 
 
 def test_purge_removes_the_binaries_it_is_given(stacked):
-    phases = reset_phases(stacked, stacked.spec.nodes, purge={"w1": ["/usr/local/bin/kubelet", "/var/lib/kbootstrap"]})
+    phases = RESET.build(Inputs(stacked, stacked.spec.nodes, purge={"w1": ["/usr/local/bin/kubelet", "/var/lib/kbootstrap"]}))
     assert phases[-1].name == "purge" and list(phases[-1].steps) == ["w1"]
     assert phases[-1].steps["w1"][0].paths == ["/usr/local/bin/kubelet", "/var/lib/kbootstrap"]
 
@@ -239,7 +240,7 @@ def test_shell_steps_run_only_when_their_probe_fails_and_are_valid_shell(stacked
     assert step.check(HostFacts(probes={"delete cni0": {"rc": 0}}), set()) == []
     [c] = step.check(HostFacts(probes={"delete cni0": {"rc": 1}}), set())
     assert (c.action, c.target) == ("run", "cni0 bridge")
-    for phase in reset_phases(stacked, stacked.spec.nodes[:3] + [stacked.spec.node("w1")]):
+    for phase in RESET.build(Inputs(stacked, stacked.spec.nodes[:3] + [stacked.spec.node("w1")])):
         for steps in phase.steps.values():
             for s in steps:
                 if isinstance(s, ShellStep):

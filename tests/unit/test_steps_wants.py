@@ -18,7 +18,7 @@ def test_every_reset_plan_names_each_step_of_a_host_once(tmp_path, stacked_data,
     from kbootstrap.pki.issue import ensure_pki
     from kbootstrap.pki.secrets import ensure_secrets
     from kbootstrap.render import RenderContext
-    from kbootstrap.reset_cluster import reset_phases
+    from kbootstrap.workflows import RESET, Inputs
     from kbootstrap.spec import build_spec
 
     for data in (stacked_data, external_data):
@@ -27,7 +27,7 @@ def test_every_reset_plan_names_each_step_of_a_host_once(tmp_path, stacked_data,
         root = tmp_path / spec.cluster.name
         ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root))
         for nodes in (spec.nodes, spec.workers):
-            for phase in reset_phases(ctx, nodes):
+            for phase in RESET.build(Inputs(ctx, nodes)):
                 for steps in phase.steps.values():
                     wants = Wants()
                     for step in steps:

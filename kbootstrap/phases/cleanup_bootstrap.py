@@ -1,0 +1,16 @@
+"""Phase `cleanup`: once the kubelet has its own certificate, the bootstrap kubeconfig (it held the join's token)
+is removed."""
+
+from __future__ import annotations
+
+from ..runner import Phase
+from ..spec import Node
+from ..steps import CommandStep
+
+NAME = "cleanup"  # the phase's name in workflow tables, --help, --skip-phases and the journal
+BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"
+
+
+def cleanup_bootstrap(nodes: list[Node]) -> Phase:
+    return Phase(NAME, {n.name: [CommandStep("remove bootstrap kubeconfig", probe=["test", "!", "-e", BOOTSTRAP_KUBECONFIG],
+                                             command=["rm", "-f", BOOTSTRAP_KUBECONFIG])] for n in nodes})

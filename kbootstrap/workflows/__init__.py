@@ -1,0 +1,13 @@
+"""Each command's phases, declared once as a table (table.py): init, join, join --control-plane, join --local,
+reset. The CLI builds a run from these; --help and the README's phase table come from (or are checked against)
+them."""
+
+from .init import INIT
+from .join import JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL
+from .reset import RESET
+from .table import Inputs, PhaseSpec, UnknownPhase, Workflow, phase_list
+
+WORKFLOWS = {w.command: w for w in (INIT, JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL, RESET)}
+
+__all__ = ["INIT", "JOIN", "JOIN_CONTROL_PLANE", "JOIN_LOCAL", "RESET", "WORKFLOWS", "Inputs", "PhaseSpec",
+           "UnknownPhase", "Workflow", "phase_list"]
