@@ -6,18 +6,36 @@ import datetime as dt
 import functools
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from . import __version__
-from .errors import KbootstrapError
 from .artifacts.cli import artifacts
+from .cli_common import (
+    ARTIFACTS_OPTION,
+    HOST_OPTIONS,
+    INVENTORY_HELP,
+    PhasedCommand,
+    _load,
+    default_cluster_dir,
+    err,
+    exit_for,
+    host_options,
+    labelled,
+    out,
+    phase_options,
+    select_nodes,
+)
+from .errors import KbootstrapError
 from .lab.cli import lab
-from .cli_common import (ARTIFACTS_OPTION, HOST_OPTIONS, INVENTORY_HELP, PhasedCommand, _load, default_cluster_dir,
-                         err, exit_for, host_options, labelled, out, phase_options, select_nodes)
 from .reset_cli import reset
 from .verify.cli import verify
+
+if TYPE_CHECKING:
+    from .runner import RunResult
+    from .spec import Node
 
 
 class _Group(click.Group):
@@ -49,7 +67,8 @@ def main() -> None:
 def validate(inventory: Path) -> None:
     """Check an inventory and print the cluster it describes. Exit 2 listing every problem."""
     spec = _load(inventory)
-    out.print(labelled("ok", "green", f"{inventory}: cluster {spec.cluster.name}, Kubernetes {spec.cluster.kubernetes_version}, "
+    out.print(labelled("ok", "green", f"{inventory}: cluster {spec.cluster.name}, "
+                                      f"Kubernetes {spec.cluster.kubernetes_version}, "
               f"{spec.cluster.topology.value} etcd, {spec.cluster.control_plane_form.value} control plane"))
     out.print(f"  API endpoint {spec.api_server_url}; etcd members: {', '.join(n.name for n in spec.etcd_members)}")
     for n in spec.nodes:
@@ -70,9 +89,9 @@ def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple
 
     Nothing is sent to any host. Private keys and kubeconfigs are written 0600.
     """
+    from .etcd_members import MembersRecord
     from .pki.issue import ensure_pki
     from .pki.secrets import ensure_secrets
-    from .etcd_members import MembersRecord
     from .render import RenderContext, render_host, write_tree
 
     spec = _load(inventory)
@@ -166,8 +185,8 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
             "or delete the record", param_hint="--inventory")
     with session(spec, cluster_dir, nodes, "init", accept_new_host_keys, output) as s:
         preflight(s, nodes, manifest)
-        if not dry_run and not s.ctx.etcd_record.members:
-            s.ctx.etcd_record.record(spec, spec.etcd_members)  # the members that start the cluster
+        if not dry_run and not s.members.members:
+            s.members.record(spec, spec.etcd_members)  # the members that start the cluster
         phases = INIT.build(Inputs(s.ctx, nodes, bundle, manifest), skip=skip_phases, only=only_phases)
         result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
     s.report(result)
@@ -264,7 +283,8 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
         preflight(s, targets, manifest)
         new = unjoined(s, targets)
         s.note(f"joining {', '.join(n.name for n in new) or 'no new node'}"
-               + (f"; already joined: {', '.join(n.name for n in targets if n not in new)}" if len(new) < len(targets) else ""))
+               + (f"; already joined: {', '.join(n.name for n in targets if n not in new)}"
+                  if len(new) < len(targets) else ""))
         if new and not dry_run:
             purpose = f"kbootstrap join of {', '.join(n.name for n in new)}; deleted when the join ends"
             with BootstrapToken(s, purpose) as token:
@@ -321,10 +341,11 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
     bundle, manifest = load_bundle(spec, artifacts)
     workers = [w for w in spec.workers if w not in spec.control_planes and not w.joins_locally]
     with session(spec, cluster_dir, init_nodes(spec, spec.nodes) + workers, "join", accept_new_host_keys, output) as s:
-        record = s.ctx.etcd_record
+        record = s.members
         joined = [w for w in workers if w not in unjoined(s, workers)]
-        result = None
-        for node in adding or [None]:  # one etcd member per run; none to add: one run over the control side
+        result: RunResult | None = None
+        rounds: list[Node | None] = [*adding] or [None]
+        for node in rounds:  # one etcd member per run; none to add: one run over the control side
             nodes = control_side(spec, record) + ([node] if node is not None else [])
             preflight(s, nodes, manifest)  # before the member is recorded: a refused host leaves no trace
             if node is not None:
@@ -336,6 +357,7 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
             result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
             if result.failed or dry_run:
                 break
+    assert result is not None
     s.report(result)
     if not result.failed and not dry_run:
         write_admin_kubeconfig(s.ctx, s.root)

@@ -84,9 +84,9 @@ class PhasedCommand(click.Command):
         self.workflows = workflows
 
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from .workflows import WORKFLOWS
-
         import inspect
+
+        from .workflows import WORKFLOWS
 
         text = inspect.cleandoc(self.help or "")
         for i, name in enumerate(self.workflows):

@@ -139,11 +139,11 @@ def parse_csr(pem: bytes) -> dict:
                 if _oid(fields[0][1]) != OID_SAN:
                     continue
                 sans += 1  # two would be ambiguous; Go's x509 (the signer's reader) refuses them too
-                for t, value in _items(fields[-1][1], 0x30):
+                for t, raw in _items(fields[-1][1], 0x30):
                     if t == 0x82:  # [2] dNSName, an IA5String
-                        out["dns"].append(_string(0x16, value))
-                    elif t == 0x87 and len(value) in (4, 16):  # [7] iPAddress
-                        out["ip"].append(str(ipaddress.ip_address(value)))
+                        out["dns"].append(_string(0x16, raw))
+                    elif t == 0x87 and len(raw) in (4, 16):  # [7] iPAddress
+                        out["ip"].append(str(ipaddress.ip_address(raw)))
                     elif t == 0x87:
                         raise ValueError(f"iPAddress SAN of {len(value)} bytes")
                     else:  # recorded so that decide() refuses it

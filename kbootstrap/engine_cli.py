@@ -11,17 +11,17 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from .cli_common import default_cluster_dir, err, labelled, out, select_nodes
+from .etcd_members import MembersRecord
 from .hosts import connect_all
 from .journal import ClusterLock, Journal
+from .phases.configure_files import configure_files
 from .pki.issue import ensure_pki
 from .pki.secrets import ensure_secrets
-from .phases.configure_files import configure_files
 from .render import RenderContext
 from .runner import HostResult, Phase, RunResult, run_phases
 from .spec import ClusterSpec, Node
 from .transport.base import Transport
-from .etcd_members import MembersRecord
-from .cli_common import default_cluster_dir, err, labelled, out, select_nodes
 
 
 @dataclass
@@ -58,6 +58,12 @@ class Session:
         with progress or nullcontext():
             return run_phases(self.transports, phases, apply=apply, parallel=parallel, diffs=diffs,
                               on_host=on_host, on_phase=on_phase)
+
+    @property
+    def members(self) -> MembersRecord:
+        """The cluster directory's etcd members record (a session always loads it)."""
+        assert self.ctx.etcd_record is not None
+        return self.ctx.etcd_record
 
     def note(self, line: str) -> None:
         self.journal.log(line)
@@ -101,12 +107,13 @@ def _host_lines(r: HostResult, applied: bool) -> list[str]:
     if not r.changes:
         return [f"{head} no change ({r.round_trips} round trip{'s' if r.round_trips != 1 else ''}, {r.seconds:.1f}s)"]
     verb = "changed" if applied else "would change"
-    lines = [f"{head} {verb} {len(r.changes)} ({r.round_trips} round trip{'s' if r.round_trips != 1 else ''}, {r.seconds:.1f}s):"]
+    trips = f"{r.round_trips} round trip{'s' if r.round_trips != 1 else ''}"
+    lines = [f"{head} {verb} {len(r.changes)} ({trips}, {r.seconds:.1f}s):"]
     for c in r.changes:
         detail = f"  ({c.detail})" if c.detail else ""
         lines.append(f"  {c.action:<13} {c.target}{detail}{'  [secret: digest only]' if c.secret else ''}")
         if c.target in r.diffs:
-            lines += ["    " + l for l in r.diffs[c.target].rstrip("\n").splitlines()]
+            lines += ["    " + line for line in r.diffs[c.target].rstrip("\n").splitlines()]
     return lines
 
 

@@ -7,9 +7,10 @@ and a rename in /etc, so a reader never sees it half-written.
 
 from __future__ import annotations
 
+from shlex import quote
+
 from .spec import ClusterSpec
 from .steps import ShellStep
-from shlex import quote
 
 PATH = "/etc/hosts"
 BEGIN = "# BEGIN kbootstrap: the cluster's nodes (managed; edits inside this block are replaced)"

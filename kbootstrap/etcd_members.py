@@ -59,7 +59,7 @@ class MembersRecord:
         self.members = dict(members or {})
 
     @classmethod
-    def load(cls, root: Path) -> "MembersRecord":
+    def load(cls, root: Path) -> MembersRecord:
         path = root / FILE
         if not path.exists():
             return cls(root)

@@ -14,7 +14,6 @@ from the inventory, so they are not restarted. Then it is one more `init` run ov
 
 from __future__ import annotations
 
-
 from .errors import KbootstrapError
 from .etcd_members import MembersRecord
 from .init_cluster import init_nodes

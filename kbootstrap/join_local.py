@@ -31,7 +31,9 @@ from .errors import KbootstrapError
 from .localfs import write_if_changed
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from .render.node import KUBELET_CLIENT
-from .render.node_sync import ENV_FILE as SYNC_ENV, INTERVAL as SYNC_INTERVAL, TIMER as SYNC_TIMER
+from .render.node_sync import ENV_FILE as SYNC_ENV
+from .render.node_sync import INTERVAL as SYNC_INTERVAL
+from .render.node_sync import TIMER as SYNC_TIMER
 from .spec import ClusterSpec, Node
 
 if TYPE_CHECKING:
@@ -136,7 +138,7 @@ class Joined:
         write_if_changed(self.PATH, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)  # a re-run: unchanged
 
     @classmethod
-    def load(cls) -> "Joined":
+    def load(cls) -> Joined:
         try:
             doc = yaml.safe_load(cls.PATH.read_text())
             return cls(doc["node"], doc["server"], doc["ca"].encode(), doc["profile"])

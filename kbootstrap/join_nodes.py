@@ -19,12 +19,12 @@ import time
 from .engine_cli import Session
 from .errors import KbootstrapError
 from .phases.services import kubectl
-from .render.node import KUBELET_CLIENT
 from .render.cluster_addons import BOOTSTRAP_GROUP
+from .render.node import KUBELET_CLIENT
+from .render.templates import dump_yaml
 from .spec import Node, Role
 from .transport import remote
 from .transport.base import CommandResult, Transport
-from .render.templates import dump_yaml
 
 TOKEN_TTL = dt.timedelta(minutes=15)
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -62,8 +62,8 @@ class BootstrapToken:
         self.purpose, self.ttl, self.signing = purpose, ttl, signing
         self.expires = ""
 
-    def create(self) -> "BootstrapToken":
-        self.expires = (dt.datetime.now(dt.timezone.utc) + self.ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def create(self) -> BootstrapToken:
+        self.expires = (dt.datetime.now(dt.UTC) + self.ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
         data = {
             "description": self.purpose,
             "token-id": self.id, "token-secret": self.value.split(".")[1], "expiration": self.expires,
@@ -80,7 +80,7 @@ class BootstrapToken:
         self.s.note(f"{self.first}: bootstrap token {self.id} made ({self.purpose}), expires {self.expires}")
         return self
 
-    def __enter__(self) -> "BootstrapToken":
+    def __enter__(self) -> BootstrapToken:
         return self.create()
 
     def __exit__(self, *exc) -> None:

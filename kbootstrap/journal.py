@@ -12,7 +12,6 @@ from pathlib import Path
 from .errors import KbootstrapError
 from .localfs import private_dirs
 
-
 SETS_UP = ("init", "join", "join --local")  # the commands whose `files` phase configures a host
 UNDOES = ("reset", "reset --local")
 FILES_PHASE = "files"
@@ -31,10 +30,10 @@ class ClusterLock:
         self.command = command
         self.broke_stale: str | None = None
 
-    def __enter__(self) -> "ClusterLock":
+    def __enter__(self) -> ClusterLock:
         private_dirs(self.path.parent)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-              "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         for _ in range(2):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -80,7 +79,7 @@ class Journal:
     """Append-only JSON lines: one per host and phase finished (or failed), per run."""
 
     def __init__(self, cluster_dir: Path, command: str):
-        self.run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+        self.run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
         self.path = cluster_dir / "journal.jsonl"
         self.log_path = cluster_dir / "runs" / f"{self.run_id}.log"
         private_dirs(self.log_path.parent)
@@ -91,7 +90,7 @@ class Journal:
         """applied: the run changed hosts (False for plan and --dry-run, whose entries say what would be done)."""
         entry = {"run": self.run_id, "command": self.command, "applied": applied, "host": host, "phase": phase,
                  "status": "done" if ok else "failed", "changes": changes, "error": error,
-                 "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                 "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import click
 
-from .cli_common import (ARTIFACTS_OPTION, PhasedCommand, _load, err, exit_for, host_options, labelled, phase_options,
-                         select_nodes)
+from .cli_common import (
+    ARTIFACTS_OPTION,
+    PhasedCommand,
+    _load,
+    err,
+    exit_for,
+    host_options,
+    labelled,
+    phase_options,
+    select_nodes,
+)
 
 
 @click.command(cls=PhasedCommand, workflows=("reset",))
@@ -74,7 +83,7 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
         result = s.run(RESET.build(Inputs(s.ctx, nodes, purge=purge_by_host), skip=skip_phases, only=only_phases),
                        apply=not dry_run, parallel=parallel)
         if not dry_run and not result.failed and all(m in nodes for m in spec.etcd_members):
-            s.ctx.etcd_record.delete()  # the etcd data it described is gone: the next init starts a new cluster
+            s.members.delete()  # the etcd data it described is gone: the next init starts a new cluster
     s.report(result)
     exit_for(result, dry_run)
 

@@ -36,9 +36,11 @@ from .etc_hosts import remove_hosts_step
 from .phases.install_runtime import CRICTL
 from .phases.services import kubectl
 from .render import RenderContext, flags, render_host
+from .render.csr_approver import SERVICE as APPROVER
+from .render.csr_approver import runs_approver
 from .render.etcd import etcd_as_static_pod
-from .render.csr_approver import SERVICE as APPROVER, runs_approver
-from .render.node_sync import SERVICE as SYNC_SERVICE, TIMER as SYNC_TIMER
+from .render.node_sync import SERVICE as SYNC_SERVICE
+from .render.node_sync import TIMER as SYNC_TIMER
 from .reset_steps import RemovePathsStep, StopServicesStep
 from .runner import Phase
 from .spec import ClusterSpec, ControlPlaneForm, Node, Role
@@ -124,7 +126,8 @@ def network_steps(spec: ClusterSpec, node: Node) -> list[Step]:
     lb = spec.load_balancer
     if node.has(Role.LOADBALANCER) and lb.vip is not None:
         vip = f"{lb.vip}/32"
-        steps.append(ShellStep("release VIP", probe=f'test -z "$(ip -4 -o addr show dev {lb.interface} to {vip} 2>/dev/null)"',
+        steps.append(ShellStep("release VIP",
+                               probe=f'test -z "$(ip -4 -o addr show dev {lb.interface} to {vip} 2>/dev/null)"',
                                command=f"ip addr del {vip} dev {lb.interface}", label=f"{vip} on {lb.interface}",
                                detail="keepalived did not remove it"))
     if node not in spec.kubelet_nodes:
@@ -147,7 +150,8 @@ def iptables_step(tool: str) -> Step:
     """Rules naming KUBE-/CNI- chains out of every table of `tool` (iptables or ip6tables); the rest kept.
     Hosts without the tool have no such rules."""
     present = f"command -v {tool}-save >/dev/null 2>&1"
-    return ShellStep(f"{tool} rules", probe=f"! {present} || ! {tool}-save | grep -q " + " ".join(f"-e {m}" for m in IPTABLES_MARKS),
+    marks = " ".join(f"-e {m}" for m in IPTABLES_MARKS)
+    return ShellStep(f"{tool} rules", probe=f"! {present} || ! {tool}-save | grep -q " + marks,
                      command=f"{tool}-save | {IPTABLES_FILTER} | {tool}-restore",
                      label=f"{tool}: KUBE-*, CNI-* chains and the rules jumping to them")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -46,7 +47,8 @@ def _written_as_text(v: Any) -> Any:
 
 def _usable_by_a_host(a: IPv4Address) -> IPv4Address:
     for bad, what in ((a.is_unspecified, "the unspecified address"), (a.is_loopback, "a loopback address"),
-                      (a.is_multicast, "a multicast address"), (a == IPv4Address("255.255.255.255"), "the broadcast address"),
+                      (a.is_multicast, "a multicast address"),
+                      (a == IPv4Address("255.255.255.255"), "the broadcast address"),
                       (a.is_link_local, "a link-local address"), (a.is_reserved, "a reserved address")):
         if bad:
             raise ValueError(f"{a} is {what}; expected an address other hosts reach this one at")
@@ -242,7 +244,8 @@ class Inventory(_Model):
     network: NetworkSettings = Field(default_factory=NetworkSettings)
     container_runtime: ContainerRuntime = Field(default_factory=ContainerRuntime)
     certificates: Certificates = Field(default_factory=Certificates)
-    extra_args: dict[Component, dict[Annotated[str, Field(pattern=FLAG_NAME)], Annotated[str, Field(pattern=ONE_LINE)]]] = Field(
+    extra_args: dict[Component, dict[Annotated[str, Field(pattern=FLAG_NAME)],
+                                     Annotated[str, Field(pattern=ONE_LINE)]]] = Field(
         default_factory=dict, description="per-component flags, e.g. {kube-apiserver: {v: '2'}}; override defaults"
     )
     component_config: dict[Literal["kubelet", "kube-proxy"], dict[str, Any]] = Field(
@@ -484,7 +487,7 @@ def _format_loc(loc: tuple[Any, ...], data: Any) -> str:
 _SECRETISH = re.compile(r"pass|secret|token|key", re.I)
 
 
-def _problem_from_pydantic(err: dict[str, Any], data: Any) -> Problem:
+def _problem_from_pydantic(err: Mapping[str, Any], data: Any) -> Problem:
     loc = tuple(err.get("loc", ()))
     path = _format_loc(loc, data)
     msg = err.get("msg", "invalid")
@@ -521,7 +524,8 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
         if n.address in seen_addrs:
             j = seen_addrs[n.address]
             problems.append(
-                Problem(node_path(i, n, "address"), f"duplicate address {n.address}; nodes[{j}] ({inv.nodes[j].name}) has it too")
+                Problem(node_path(i, n, "address"),
+                        f"duplicate address {n.address}; nodes[{j}] ({inv.nodes[j].name}) has it too")
             )
         seen_addrs.setdefault(n.address, i)
 
@@ -584,7 +588,8 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
     lbs = [n for n in inv.nodes if n.has(Role.LOADBALANCER)]
     if len(lbs) >= 2 and lb.vip is None:
         problems.append(
-            Problem("load_balancer.vip", f"{len(lbs)} loadbalancer nodes need a virtual IP for keepalived to share; none set")
+            Problem("load_balancer.vip",
+                    f"{len(lbs)} loadbalancer nodes need a virtual IP for keepalived to share; none set")
         )
     if lb.vip is not None and not lbs:
         problems.append(
@@ -619,20 +624,23 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
     for field, cidr in (("service_cidr", net.service_cidr), ("pod_cidr", net.pod_cidr)):
         for i, n in enumerate(inv.nodes):
             if n.address in cidr:
-                problems.append(Problem(f"network.{field}", f"{cidr} contains the address of {node_path(i, n)} ({n.address})"))
+                problems.append(Problem(f"network.{field}",
+                                        f"{cidr} contains the address of {node_path(i, n)} ({n.address})"))
         if lb.vip is not None and lb.vip in cidr:
             problems.append(Problem(f"network.{field}", f"{cidr} contains load_balancer.vip {lb.vip}"))
     if net.service_cidr.num_addresses < 16:
         problems.append(Problem("network.service_cidr", "too small; expected at least a /28"))
     if net.cluster_dns is not None:
         if net.cluster_dns not in net.service_cidr:
-            problems.append(Problem("network.cluster_dns", f"{net.cluster_dns} is outside network.service_cidr {net.service_cidr}"))
+            problems.append(Problem("network.cluster_dns",
+                                    f"{net.cluster_dns} is outside network.service_cidr {net.service_cidr}"))
         elif net.cluster_dns == net.service_cidr.network_address + 1:
             problems.append(Problem("network.cluster_dns", "is the first service IP, which the 'kubernetes' service takes"))
     kubelet_count = sum(1 for n in inv.nodes if n.has(Role.CONTROL_PLANE) or n.has(Role.WORKER))
     if net.node_pod_prefix <= net.pod_cidr.prefixlen:
         problems.append(
-            Problem("network.node_pod_prefix", f"/{net.node_pod_prefix} must be longer than pod_cidr's /{net.pod_cidr.prefixlen}")
+            Problem("network.node_pod_prefix",
+                    f"/{net.node_pod_prefix} must be longer than pod_cidr's /{net.pod_cidr.prefixlen}")
         )
     elif 2 ** (net.node_pod_prefix - net.pod_cidr.prefixlen) < kubelet_count:
         problems.append(
@@ -648,7 +656,8 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
             continue
         if not n.pod_subnet.subnet_of(net.pod_cidr) or n.pod_subnet.prefixlen != net.node_pod_prefix:
             problems.append(
-                Problem(node_path(i, n, "pod_subnet"), f"expected a /{net.node_pod_prefix} inside network.pod_cidr {net.pod_cidr}")
+                Problem(node_path(i, n, "pod_subnet"),
+                        f"expected a /{net.node_pod_prefix} inside network.pod_cidr {net.pod_cidr}")
             )
         for other, name in explicit.items():
             if other.overlaps(n.pod_subnet):

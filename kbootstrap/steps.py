@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .artifact import Artifact
 from .artifacts.debs import INSTALLED_QUERY, debs_to_install, installed_versions
@@ -35,7 +36,7 @@ class Wants:
     probes: dict[str, list[str]] = field(default_factory=dict)
     stat: list[str] = field(default_factory=list)  # modification times only (no digest: binaries are large)
 
-    def merge(self, other: "Wants") -> None:
+    def merge(self, other: Wants) -> None:
         self.files += other.files
         self.units += other.units
         self.stat += other.stat
@@ -303,7 +304,7 @@ class PackagesStep:
     name = "packages"
 
     def __init__(self, debs: list[tuple[ManifestFile, Artifact]]):
-        self.debs = {f.package: (f, a) for f, a in debs}
+        self.debs = {f.package: (f, a) for f, a in debs if f.package}  # a .deb always names its package
 
     def wants(self) -> Wants:
         # Only these packages: the agent keeps a probe's last 4000 bytes, and a full listing is longer.
@@ -325,4 +326,14 @@ class PackagesStep:
             raise StepError(t.host, self.name, " ".join(argv[:5]) + f" ({len(files)} .debs)", r.rc, r.stderr_tail())
 
 
-Step = FilesStep | ServicesStep | CommandStep | SysctlStep | WaitStep | PackagesStep
+class Step(Protocol):
+    """What the runner needs of a step: the facts it wants, the changes those facts call for, and applying them
+    in one batch. (A union of the step classes missed reset's two steps; a protocol cannot.)"""
+
+    name: str
+
+    def wants(self) -> Wants: ...
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]: ...
+
+    def apply(self, t: Transport, changes: list[Change]) -> None: ...

@@ -22,6 +22,7 @@ need are added afterwards by lab/add-debs.sh (debs.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -31,13 +32,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from .. import versions
-from .catalog import (CNI_PLUGINS, CONTAINERD_BINARIES, ETCD_BINARIES, KUBE_BINARIES, PINS, Install, Kind,
-                      control_plane_images, release_artifacts)
+from .catalog import (
+    CNI_PLUGINS,
+    CONTAINERD_BINARIES,
+    ETCD_BINARIES,
+    KUBE_BINARIES,
+    PINS,
+    Install,
+    Kind,
+    control_plane_images,
+    release_artifacts,
+)
 from .errors import ArtifactError
 from .fetch import cache_root
 from .images import binary_image, build_image_archive, build_pause_binary, pause_image
@@ -193,10 +204,8 @@ class LabBuild:
         self.work = work
         self.log = log
         self.out = work / "bundle"
-        caches = {}
-        if cold:
-            caches = {"gocache": work / "gocache", "gomodcache": work / "gomodcache"}
-        self.go = Go(work, log, **caches)
+        self.go = Go(work, log, gocache=work / "gocache" if cold else None,
+                     gomodcache=work / "gomodcache" if cold else None)
         self.built: list[Built] = []
         self.info: dict = {"substitutions": [], "timings": {}, "modules": {}, "versions": {}}
 
@@ -289,7 +298,7 @@ class LabBuild:
         for name, roles in KUBE_BINARIES.items():
             out = self.out / name / name
             self._timed(f"kubernetes: {name}",
-                        lambda n=name, o=out: self._go_build(mod, f"k8s.io/kubernetes/cmd/{n}", o, ldflags))
+                        functools.partial(self._go_build, mod, f"k8s.io/kubernetes/cmd/{name}", out, ldflags))
             self._add(name, name, out, v, f"/usr/local/bin/{name}", roles)
 
     # --- etcd -------------------------------------------------------------------------------------------------------
@@ -298,7 +307,7 @@ class LabBuild:
         mod = self.work / "src" / "etcd"
         mod.mkdir(parents=True, exist_ok=True)
         parts = ("server/v3", "etcdctl/v3", "api/v3", "client/pkg/v3", "client/v3", "pkg/v3")
-        holder = {}
+        holder: dict[str, Any] = {}
 
         def prepare():
             godir = "1.23.0"
@@ -312,15 +321,16 @@ class LabBuild:
         ld = f"-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA={holder['commit'][:8] or 'gomodule'}"
         for name, pkg in (("etcd", "go.etcd.io/etcd/server/v3"), ("etcdctl", "go.etcd.io/etcd/etcdctl/v3")):
             out = self.out / "etcd" / name
-            self._timed(f"etcd: {name}", lambda p=pkg, o=out: self._go_build(mod, p, o, ld))
+            self._timed(f"etcd: {name}", functools.partial(self._go_build, mod, pkg, out, ld))
             self._add("etcd", name, out, self.rel.etcd, f"/usr/local/bin/{name}", ("etcd",))
 
     # --- node tools ------------------------------------------------------------------------------------------------
     def crictl(self) -> None:
-        holder = {}
+        holder: dict[str, Any] = {}
         self._timed("crictl: download",
                     lambda: holder.update(zip(("src", "info"),
-                                              self._module_src("sigs.k8s.io/cri-tools", f"v{self.pins.crictl}"))))
+                                              self._module_src("sigs.k8s.io/cri-tools", f"v{self.pins.crictl}"),
+                                              strict=True)))
         v = holder["info"]["Version"]  # the pin, or its lab stand-in (LAB_STANDINS), recorded as a substitution
         out = self.out / "crictl" / "crictl"
         ld = f"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version={v}"
@@ -329,36 +339,36 @@ class LabBuild:
 
     def cni(self) -> None:
         v = f"v{self.pins.cni_plugins}"
-        holder = {}
+        holder: dict[str, Any] = {}
         self._timed("cni-plugins: download",
                     lambda: holder.update(zip(("src", "info"),
-                                              self._module_src("github.com/containernetworking/plugins", v))))
+                                              self._module_src("github.com/containernetworking/plugins", v), strict=True)))
         ld = f"-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion={v}"
         where = {"bridge": "main", "host-local": "ipam", "loopback": "main", "portmap": "meta"}
         for p in CNI_PLUGINS:
             out = self.out / "cni-plugins" / p
             self._timed(f"cni-plugins: {p}",
-                        lambda p=p, o=out: self._go_build(holder["src"], f"./plugins/{where[p]}/{p}", o, ld))
+                        functools.partial(self._go_build, holder["src"], f"./plugins/{where[p]}/{p}", out, ld))
             self._add("cni-plugins", p, out, self.pins.cni_plugins, f"/opt/cni/bin/{p}", ("node",))
 
     def containerd(self) -> None:
         v = f"v{self.pins.containerd}"
-        holder = {}
+        holder: dict[str, Any] = {}
         self._timed("containerd: download",
                     lambda: holder.update(zip(("src", "info"),
-                                              self._module_src("github.com/containerd/containerd/v2", v))))
+                                              self._module_src("github.com/containerd/containerd/v2", v), strict=True)))
         rev = (holder["info"].get("Origin") or {}).get("Hash", "")
         pkg = "github.com/containerd/containerd/v2/version"
         ld = f"-s -w -X {pkg}.Version={v} -X {pkg}.Revision={rev} -X {pkg}.Package=github.com/containerd/containerd/v2"
         for name in ("containerd", "containerd-shim-runc-v2", "ctr"):
             out = self.out / "containerd" / name
             self._timed(f"containerd: {name}",
-                        lambda n=name, o=out: self._go_build(holder["src"], f"./cmd/{n}", o, ld, tags="no_btrfs"))
+                        functools.partial(self._go_build, holder["src"], f"./cmd/{name}", out, ld, tags="no_btrfs"))
             self._add("containerd", name, out, self.pins.containerd, f"/usr/local/bin/{name}", ("node",))
 
     def runc(self) -> None:
         v = f"v{self.pins.runc}"
-        holder = {}
+        holder: dict[str, Any] = {}
 
         def prepare():
             src, info = self._module_src("github.com/opencontainers/runc", v)

@@ -110,7 +110,8 @@ def fetch(version: str, arch: str, cache_dir: Path | None, source: str | None, l
             raise ArtifactError(f"{lock.path}: does not match the catalog:\n" + "\n".join(f"  - {p}" for p in problems))
     cache = cache_dir or default_cache_dir(rel.kubernetes, arch)
     unpinned = [d.component for d in rel.downloads
-                if (not components or d.component in components) and not (lock and (e := lock.get(d.component)) and e.sha256)]
+                if (not components or d.component in components)
+                and not (lock and (e := lock.get(d.component)) and e.sha256)]
     if unpinned:
         err.print(f"note: not pinned in a lock file, verified against the published checksum only: {', '.join(unpinned)}")
     if sys.stderr.isatty() and not os.environ.get("CI"):

@@ -216,10 +216,10 @@ class Apt:
             found.setdefault((s.get("Package", ""), s.get("Version", ""), s.get("Architecture", "")), s)
         out = []
         for d in debs:
-            s = found.get((d.package, d.version, d.arch))
-            if not s or not s.get("SHA256"):
+            stanza = found.get((d.package, d.version, d.arch))
+            if not stanza or not stanza.get("SHA256"):
                 raise ArtifactError(f"{d.spec}: the archive index gives no SHA256 for it")
-            out.append(replace(d, sha256=s["SHA256"]))
+            out.append(replace(d, sha256=stanza["SHA256"]))
         return out
 
     def download(self, debs: Sequence[Deb], dest: Path) -> dict[str, Path]:

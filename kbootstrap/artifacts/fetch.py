@@ -85,8 +85,7 @@ class RichReporter:
 
     def __init__(self, console=None):
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
         self.console = console or Console(stderr=True, markup=False)
         self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),

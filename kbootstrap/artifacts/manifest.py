@@ -23,9 +23,10 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Iterable
+from typing import IO, Any
 
 from .catalog import Install, Kind
 from .errors import ArtifactError
@@ -66,7 +67,7 @@ class ManifestFile:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "ManifestFile":
+    def from_json(cls, d: dict[str, Any]) -> ManifestFile:
         installs = tuple(Install(i["dest"], i.get("member"), int(i.get("mode", "0755"), 8)) for i in d.get("install", []))
         return cls(d["path"], d["sha256"], int(d["size"]), d["component"], d["version"], Kind(d["kind"]), installs,
                    d.get("url"), d.get("image"), tuple(d.get("roles", ())), d.get("package"))
@@ -89,11 +90,11 @@ class Manifest:
     def component(self, name: str) -> list[ManifestFile]:
         return [f for f in self.files if f.component == name]
 
-    def with_file(self, entry: ManifestFile) -> "Manifest":
+    def with_file(self, entry: ManifestFile) -> Manifest:
         files = tuple(f for f in self.files if f.path != entry.path) + (entry,)
         return Manifest(self.kubernetes, self.arch, self.origin, tuple(sorted(files, key=lambda f: f.path)), self.info)
 
-    def without(self, path: str) -> "Manifest":
+    def without(self, path: str) -> Manifest:
         return Manifest(self.kubernetes, self.arch, self.origin, tuple(f for f in self.files if f.path != path),
                         self.info)
 
@@ -105,7 +106,7 @@ class Manifest:
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, where: str) -> "Manifest":
+    def from_json(cls, text: str, where: str) -> Manifest:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -135,7 +136,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def sha256_stream(f: BinaryIO) -> tuple[str, int]:
+def sha256_stream(f: IO[bytes]) -> tuple[str, int]:
     h, n = hashlib.sha256(), 0
     while chunk := f.read(CHUNK):
         h.update(chunk)
@@ -192,10 +193,10 @@ def verify_dir(root: Path) -> tuple[Manifest, list[Problem]]:
     problems: list[Problem] = []
     for entry in manifest.files:
         p = root / entry.path
+        digest: str | None = None
+        size: int | None = None
         if p.is_file():
             digest, size = sha256_file(p), p.stat().st_size
-        else:
-            digest = size = None
         if (problem := _check(entry, digest, size)) is not None:
             problems.append(problem)
     listed = {f.path for f in manifest.files} | {MANIFEST, "lock.json"}
@@ -222,7 +223,8 @@ def verify_tarball(path: Path) -> tuple[Manifest, list[Problem]]:
         problems = []
         for entry in manifest.files:
             m = members.get(entry.path)
-            digest = size = None
+            digest: str | None = None
+            size: int | None = None
             if m is not None:
                 f = tar.extractfile(m)
                 assert f is not None
@@ -246,8 +248,9 @@ def write_tarball(root: Path, manifest: Manifest, out: Path, extra: Iterable[str
     os.close(fd)
     gz = out.name.endswith((".gz", ".tgz"))
     try:
-        opts = {"compresslevel": 6} if gz else {}
-        with tarfile.open(tmp, "w:gz" if gz else "w", format=tarfile.PAX_FORMAT, **opts) as tar:
+        opened = (tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT, compresslevel=6) if gz
+                  else tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT))
+        with opened as tar:
             data = manifest.to_json().encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode = len(data), 0o644

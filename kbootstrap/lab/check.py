@@ -154,9 +154,9 @@ def check_files(root: Path, commands: dict, files: dict) -> list[Finding]:
         out.append(Finding("command", name, found is not None, str(found) if found else f"{why}; in package {pkg}",
                            "" if found else pkg))
     for pattern, (pkg, why) in files.items():
-        found = find_file(root, pattern)
-        out.append(Finding("file", pattern, found is not None, found or f"{why}; in package {pkg}",
-                           "" if found else pkg))
+        path = find_file(root, pattern)
+        out.append(Finding("file", pattern, path is not None, path or f"{why}; in package {pkg}",
+                           "" if path else pkg))
     return out
 
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-try:
-    from kbootstrap.errors import KbootstrapError as _Base
-except ImportError:  # pragma: no cover - the lab also works on its own
-    _Base = Exception
+from kbootstrap.errors import KbootstrapError
 
 
-class LabError(_Base):
+class LabError(KbootstrapError):
     """Something in the local lab could not be done; the message says what and how to fix it."""
 
 

@@ -98,7 +98,7 @@ def require_root(*tools: str) -> None:
 def ensure_image(layout: Layout, *, vagrant: bool, log: Log = stderr_log) -> Path:
     """Build the node image if its recipe changed (cached by hash), optionally add the vagrant box."""
     script = vagrant_dir() / "build-box.sh"
-    cmd = ["bash", script] + (["--vagrant"] if vagrant else [])
+    cmd: list[str | Path] = ["bash", script, *(["--vagrant"] if vagrant else [])]
     env = {"KB_LAB_CACHE": str(layout.cache_dir)}
     result = run(cmd, timeout=900, check=False, env=env)
     stdout, stderr = result.stdout, result.stderr

@@ -23,7 +23,8 @@ ROLE = "node-role.kubernetes.io/control-plane"
 # run over some control planes leaves the rest alone). Listed by selector, so the answer is always a list.
 _MARKED = ('k="$1"; shift; marked=$($k get nodes -l ' + ROLE + ' -o jsonpath="{range .items[*]}{.metadata.name}'
            '{\\" \\"}{range .spec.taints[*]}{.key}:{.effect} {end}{\\"\\\\n\\"}{end}") || exit 1; '
-           'for n; do printf "%s\\n" "$marked" | grep -q "^$n .*' + ROLE.replace(".", "\\.") + ':NoSchedule" || exit 1; done')
+           'for n; do printf "%s\\n" "$marked" | grep -q "^$n .*' + ROLE.replace(".", "\\.")
+           + ':NoSchedule" || exit 1; done')
 
 
 def _mark_control_planes(names: list[str]) -> CommandStep:

@@ -8,13 +8,13 @@ from __future__ import annotations
 from ..render import RenderContext, render_host
 from ..runner import Phase
 from ..spec import Node
-from ..steps import FilesStep, ServicesStep
+from ..steps import FilesStep, ServicesStep, Step
 
 NAME = "files"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 
 
 def configure_files(ctx: RenderContext, nodes: list[Node]) -> Phase:
-    steps = {}
+    steps: dict[str, list[Step]] = {}
     for node in nodes:
         artifacts = render_host(ctx, node)
         steps[node.name] = [FilesStep(artifacts), ServicesStep([], {}, start=False)]

@@ -15,7 +15,7 @@ from ..artifacts.manifest import Manifest
 from ..render import RenderContext
 from ..runner import Phase
 from ..spec import Node, Role
-from ..steps import PackagesStep
+from ..steps import PackagesStep, Step
 from . import bundle_payload
 
 NAME = "packages"  # the phase's name in workflow tables, --help, --skip-phases and the journal
@@ -33,7 +33,7 @@ def bundle_roles(ctx: RenderContext, node: Node) -> set[str]:
 
 
 def install_packages(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> Phase:
-    steps = {}
+    steps: dict[str, list[Step]] = {}
     for node in nodes:
         debs = debs_for(manifest, bundle_roles(ctx, node))
         if debs:

@@ -35,7 +35,7 @@ def import_steps(images: list[tuple[ManifestFile, Artifact]]) -> list[Step]:
 
 def install_runtime(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> Phase:
     spec = ctx.spec
-    steps = {}
+    steps: dict[str, list[Step]] = {}
     for node in nodes:
         if node not in spec.kubelet_nodes:
             continue

@@ -6,14 +6,14 @@ from ..render import RenderContext
 from ..render.loadbalancer import loadbalancer_files
 from ..runner import Phase
 from ..spec import Node, Role
-from ..steps import ServicesStep
+from ..steps import ServicesStep, Step
 from .services import service_inputs
 
 NAME = "loadbalancers"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 
 
 def start_loadbalancers(ctx: RenderContext, nodes: list[Node]) -> Phase:
-    steps = {}
+    steps: dict[str, list[Step]] = {}
     for node in nodes:
         if not node.has(Role.LOADBALANCER):
             continue

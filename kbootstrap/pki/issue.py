@@ -146,7 +146,7 @@ def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
 
 
 def make_ca(cn: str, key: PrivateKey, days: int, now: dt.datetime | None = None) -> x509.Certificate:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     return (
         x509.CertificateBuilder()
@@ -166,7 +166,7 @@ def make_ca(cn: str, key: PrivateKey, days: int, now: dt.datetime | None = None)
 
 
 def sign(want: Wanted, key: PrivateKey, ca: KeyCert, days: int, now: dt.datetime | None = None) -> x509.Certificate:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     # A leaf never outlives its CA.
     not_after = min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc)
     builder = (
@@ -295,7 +295,7 @@ def _save_pair(root: Path, store_as: str, kc: KeyCert) -> None:
 
 def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime | None = None) -> ClusterPKI:
     """Load the cluster's PKI from `root`, issuing whatever is missing or stale. Never replaces a CA."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     private_dirs(root)
     algo = spec.certificates.key_algorithm
     report = PKIReport()
@@ -337,7 +337,7 @@ def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime
             else:
                 todo.append((want, why))
         keys = list(pool.map(lambda _: new_key(algo), todo))
-        for (want, why), key in zip(todo, keys):
+        for (want, why), key in zip(todo, keys, strict=True):
             ca = certs[(want.ca, None)]  # type: ignore[index]
             kc = KeyCert(key, sign(want, key, ca, spec.certificates.validity_days, now))
             _save_pair(root, want.store_as, kc)

@@ -13,9 +13,9 @@ from .table import CERTS
 
 
 def issued_status(spec: ClusterSpec, root: Path) -> list[tuple[str, str, str, str, str]]:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     rows = []
-    entries = [(r.name, None, f"pki/{r.base}") for r in CERTS if r.is_ca]
+    entries: list[tuple[str, str | None, str]] = [(r.name, None, f"pki/{r.base}") for r in CERTS if r.is_ca]
     entries += [(w.name, w.node, w.store_as) for w in wanted_certs(spec)]
     for name, node, store_as in entries:
         path = root / f"{store_as}.crt"

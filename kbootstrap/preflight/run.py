@@ -34,7 +34,7 @@ def run_preflight(spec: ClusterSpec, transports: Mapping[str, Transport], *, bun
     nodes = [n for n in spec.nodes if n.name in transports]
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(nodes) or 1))) as pool:
         results = list(pool.map(lambda n: _probe(spec, n, transports[n.name]), nodes))
-    facts = {n.name: r for n, r in zip(nodes, results) if isinstance(r, PreflightFacts)}
+    facts = {n.name: r for n, r in zip(nodes, results, strict=True) if isinstance(r, PreflightFacts)}
     failed = [r for r in results if isinstance(r, Finding)]
     return failed + check(spec, facts, bundle_arch=bundle_arch, expected_listeners=expected_listeners,
                           will_install=will_install)

@@ -11,9 +11,9 @@ from pathlib import Path
 from ..artifact import Artifact
 from ..localfs import write_atomic
 from ..spec import Node, Role
-from .context import RenderContext
 from .cluster_addons import cluster_addon_files
 from .cni import cni_files
+from .context import RenderContext
 from .control_plane import control_plane_files
 from .csr_approver import approver_files
 from .etcd import etcd_files

@@ -19,7 +19,7 @@ AUDIT_POLICY = f"{K8S}/audit-policy.yaml"
 
 
 def _merge(spec: ClusterSpec, component: str, flags: dict[str, str]) -> list[str]:
-    flags = {**flags, **spec.extra_args.get(component, {})}  # type: ignore[arg-type]
+    flags = {**flags, **spec.extra_args.get(component, {})}  # type: ignore[call-overload]  # a Component is a str
     return [f"--{k}={v}" for k, v in sorted(flags.items())]
 
 

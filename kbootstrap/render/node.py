@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..artifact import Artifact
 from ..pki.kubeconfig import kubeconfig, kubeconfig_from_files
 from ..spec import Node, Role
@@ -42,7 +44,7 @@ def runtime_files(ctx: RenderContext, node: Node) -> list[Artifact]:
 
 def kubelet_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     spec = ctx.spec
-    doc = {"apiVersion": spec.release.kubelet_config_api, "kind": "KubeletConfiguration"}
+    doc: dict[str, Any] = {"apiVersion": spec.release.kubelet_config_api, "kind": "KubeletConfiguration"}
     doc |= base_document("kubelet/config.yaml")
     doc |= {"clusterDomain": spec.cluster.domain, "clusterDNS": [str(spec.cluster_dns)]}
     if not spec.container_runtime.systemd_cgroup:

@@ -34,12 +34,12 @@ def pki_files(ctx: RenderContext, node: Node) -> list[Artifact]:
         if receives(spec, kp.public_to, node):
             out.append(Artifact(f"{PKI}/{kp.base}.pub", public_pem(pki.keypairs[kp.name]), 0o644, component="pki"))
     ca_pem = pki.ca("ca").cert_pem
-    for row in KUBECONFIGS:
-        if not receives(spec, row.to, node) or not _issued_for(ctx, row.per_node, node):
+    for conf in KUBECONFIGS:
+        if not receives(spec, conf.to, node) or not _issued_for(ctx, conf.per_node, node):
             continue
-        client = pki.get(row.cert_name, None if row.per_node is PerNode.SHARED else node.name)
-        server = f"https://{node.address}:6443" if row.server == "local" else spec.api_server_url
-        user = row.cn.format(node=node.name)
-        out.append(Artifact(f"{K8S}/{row.file}", kubeconfig(spec.cluster.name, server, ca_pem, user, client),
+        client = pki.get(conf.cert_name, None if conf.per_node is PerNode.SHARED else node.name)
+        server = f"https://{node.address}:6443" if conf.server == "local" else spec.api_server_url
+        user = conf.cn.format(node=node.name)
+        out.append(Artifact(f"{K8S}/{conf.file}", kubeconfig(spec.cluster.name, server, ca_pem, user, client),
                             0o600, secret=True, component="kubeconfig"))
     return out

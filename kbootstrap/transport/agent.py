@@ -129,7 +129,7 @@ def _ids(owner, group):
         uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
         gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError as e:
-        raise SystemExit("unknown user or group %s" % e)
+        raise SystemExit("unknown user or group %s" % e) from None
     return uid, gid
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -53,8 +54,8 @@ def _call(t: Transport, op: str, stdin: bytes, step: str) -> Any:
     return json.loads(r.stdout)
 
 
-def gather(t: Transport, files: list[str], units: list[str] = (), probes: dict[str, list[str]] | None = None,
-           stat: list[str] = ()) -> HostFacts:
+def gather(t: Transport, files: Sequence[str], units: Sequence[str] = (), probes: dict[str, list[str]] | None = None,
+           stat: Sequence[str] = ()) -> HostFacts:
     req = {"files": list(files), "stat": list(stat), "units": list(units), "probes": probes or {}}
     raw = _call(t, "facts", json.dumps(req).encode(), "gather facts")
     return HostFacts(

@@ -9,7 +9,6 @@ import base64
 import getpass
 import logging
 import os
-import socket
 import sys
 import threading
 import time
@@ -18,11 +17,11 @@ from pathlib import Path
 import paramiko
 
 from ..errors import TransportError
+from ..spec import SSHSettings
+from .base import CommandResult, RoundTrips, quote
 
 # paramiko logs tracebacks from its transport thread for failures we already turn into one-line errors.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-from ..spec import SSHSettings
-from .base import CommandResult, RoundTrips, quote
 
 
 class _RecordNewHostKey(paramiko.MissingHostKeyPolicy):
@@ -122,7 +121,7 @@ class SSHTransport:
                 raise TransportError(self.host, f"authentication failed for {self.ssh.user}@{self.address} "
                                      f"with key {self.ssh.key or '(agent/default keys)'}") from None
             raise
-        except socket.timeout:
+        except TimeoutError:
             raise OSError(f"connect timed out after {self.ssh.connect_timeout:g}s") from None
         return client
 

@@ -11,15 +11,17 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from ipaddress import ip_address
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from ..artifact import Artifact
-from ..render.csr_approver import SERVICE as APPROVER, runs_approver
-from ..render.etcd import etcd_as_static_pod
 from ..render.context import RenderContext
+from ..render.csr_approver import SERVICE as APPROVER
+from ..render.csr_approver import runs_approver
+from ..render.etcd import etcd_as_static_pod
 from ..spec import ControlPlaneForm, Node, Role
 from ..transport.remote import FileFact
 
@@ -106,7 +108,7 @@ def file_checks(host: str, artifacts: list[Artifact], facts: dict[str, FileFact 
 
     A file that is missing is reported once (as missing), not again as a wrong mode or digest."""
     missing = [a.path for a in artifacts if facts.get(a.path) is None]
-    present = [(a, facts[a.path]) for a in artifacts if facts.get(a.path) is not None]
+    present = [(a, f) for a in artifacts if (f := facts.get(a.path)) is not None]
     modes = [f"{a.path} {f.mode:04o} {f.owner}:{f.group} (want {a.mode:04o} {a.owner}:{a.group})"
              for a, f in present if (f.mode, f.owner, f.group) != (a.mode, a.owner, a.group)]
     digests = [a.path for a, f in present if f.sha256 != a.sha256]
@@ -145,7 +147,7 @@ def serving_cert_check(host: str, address: str, cert_pem: bytes | None, key_pem:
     if cert_pem is None or key_pem is None:
         gone = [p for p, b in ((SERVING_CERT, cert_pem), (SERVING_KEY, key_pem)) if b is None]
         return Check(host, what, False, f"missing: {', '.join(gone)}")
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as e:
@@ -219,10 +221,12 @@ def node_ready_checks(names: list[str], nodes_json: str) -> list[Check]:
         if item is None:
             out.append(Check(name, "node Ready (API)", False, "not registered with the API server"))
             continue
-        ready = next((c for c in item.get("status", {}).get("conditions", []) if c.get("type") == "Ready"), {})
+        ready: dict[str, Any] = next(
+            (c for c in item.get("status", {}).get("conditions", []) if c.get("type") == "Ready"), {})
         ok = ready.get("status") == "True"
         version = item.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")
-        detail = f"Ready, kubelet {version}" if ok else f"Ready={ready.get('status', '?')}: {ready.get('reason', '')} {ready.get('message', '')}".strip()
+        why = f"Ready={ready.get('status', '?')}: {ready.get('reason', '')} {ready.get('message', '')}".strip()
+        detail = f"Ready, kubelet {version}" if ok else why
         out.append(Check(name, "node Ready (API)", ok, detail))
     return out
 

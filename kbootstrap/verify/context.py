@@ -60,7 +60,7 @@ def _put(certs: dict, key: tuple[str, str | None], root: Path, store_as: str, mi
 
 def stale_certificates(ctx: RenderContext, now: dt.datetime | None = None) -> list[str]:
     """Leaf certificates the next `init`/`apply` would reissue (near expiry, SANs changed...), with why."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     out = []
     for want in wanted_certs(ctx.spec):
         why = mismatch(want, ctx.pki.get(want.name, want.node), ctx.pki.ca(want.ca), now)  # type: ignore[arg-type]

@@ -23,8 +23,22 @@ from ..render import RenderContext, render_host
 from ..spec import ClusterSpec, Node
 from ..transport import remote
 from ..transport.base import Transport, quote
-from .checks import (CLUSTER, SERVING_CERT, SERVING_KEY, Check, Probe, etcd_members_check, file_checks, host_probes,
-                     kubelet_proxy_check, node_ready_checks, port_check, service_check, serving_cert_check, vip_check)
+from .checks import (
+    CLUSTER,
+    SERVING_CERT,
+    SERVING_KEY,
+    Check,
+    Probe,
+    etcd_members_check,
+    file_checks,
+    host_probes,
+    kubelet_proxy_check,
+    node_ready_checks,
+    port_check,
+    service_check,
+    serving_cert_check,
+    vip_check,
+)
 from .context import load_context, stale_certificates
 
 

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from ..phases import (add_etcd_members, bootstrap_cluster, configure_files, install_kubernetes, install_packages,
-                      install_runtime, prepare_os, start_control_plane, start_etcd, start_loadbalancers)
+from ..phases import (
+    add_etcd_members,
+    bootstrap_cluster,
+    configure_files,
+    install_kubernetes,
+    install_packages,
+    install_runtime,
+    prepare_os,
+    start_control_plane,
+    start_etcd,
+    start_loadbalancers,
+)
 from .table import Inputs, PhaseSpec, Workflow
 
 
@@ -19,11 +29,12 @@ def _cluster(i: Inputs):
 OS = PhaseSpec(prepare_os.NAME, "kernel modules, sysctls, swap off, node names in /etc/hosts",
                lambda i: prepare_os.prepare_os(i.ctx, i.nodes))
 PACKAGES = PhaseSpec(install_packages.NAME, "haproxy, keepalived (load balancers); iptables, conntrack (nodes): "
-                     "from the bundle's .debs", lambda i: install_packages.install_packages(i.ctx, i.bundle, i.manifest, i.nodes))
+                     "from the bundle's .debs",
+                     lambda i: install_packages.install_packages(i.ctx, i.bundle_dir, i.manifest, i.nodes))
 RUNTIME = PhaseSpec(install_runtime.NAME, "containerd, runc, crictl, CNI plugins, sandbox image",
-                    lambda i: install_runtime.install_runtime(i.ctx, i.bundle, i.manifest, i.nodes))
+                    lambda i: install_runtime.install_runtime(i.ctx, i.bundle_dir, i.manifest, i.nodes))
 BINARIES = PhaseSpec(install_kubernetes.NAME, "kubelet, kube-proxy, kubectl, etcd; control-plane binaries or images",
-                     lambda i: install_kubernetes.install_kubernetes(i.ctx, i.bundle, i.manifest, i.nodes))
+                     lambda i: install_kubernetes.install_kubernetes(i.ctx, i.bundle_dir, i.manifest, i.nodes))
 FILES = PhaseSpec(configure_files.NAME, "certificates, kubeconfigs, configs and units (as `kbootstrap render` shows "
                   "them)", lambda i: configure_files.configure_files(i.ctx, i.nodes))
 

@@ -25,8 +25,10 @@ CLEANUP = PhaseSpec(cleanup_bootstrap.NAME, "the bootstrap kubeconfig (it held t
 
 JOIN = Workflow("join", (
     OS, PACKAGES, RUNTIME, BINARIES, FILES,
-    PhaseSpec(start_nodes.NAME, "kubelet, kube-proxy, pod routes", lambda i: start_nodes.start_nodes(i.ctx, i.nodes, i.binaries)),
-    PhaseSpec(wait_ready.NAME, "the nodes Ready (--timeout)", lambda i: wait_ready.nodes_ready_phase(i.ctx, i.nodes, i.timeout)),
+    PhaseSpec(start_nodes.NAME, "kubelet, kube-proxy, pod routes",
+              lambda i: start_nodes.start_nodes(i.ctx, i.nodes, i.binaries)),
+    PhaseSpec(wait_ready.NAME, "the nodes Ready (--timeout)",
+              lambda i: wait_ready.nodes_ready_phase(i.ctx, i.nodes, i.timeout)),
     CLEANUP,
 ))
 

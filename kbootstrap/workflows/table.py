@@ -40,6 +40,11 @@ class Inputs:
     purge: dict[str, list[str]] | None = None  # reset --purge: host -> installed binaries to remove
     detach: bool = True  # reset: take reset nodes out of the cluster through a control plane left running
 
+    @property
+    def bundle_dir(self) -> Path:
+        assert self.bundle is not None, "this workflow installs from a bundle"
+        return self.bundle
+
     @cached_property
     def binaries(self) -> dict[str, list]:
         """Each node's binaries from the bundle (the services phases restart what changed among them)."""
@@ -95,7 +100,7 @@ class Workflow:
                 out.append(phase)
         return out
 
-    def then(self, command: str, *more: PhaseSpec) -> "Workflow":
+    def then(self, command: str, *more: PhaseSpec) -> Workflow:
         """This workflow's phases followed by more, as another command's (join --control-plane = init + node)."""
         return Workflow(command, (*self.phases, *more))
 
