@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from . import __version__
 from .artifacts.cli import artifacts
 from .cli_common import (
     ARTIFACTS_OPTION,
+    EXIT_CODES_HELP,
     HOST_OPTIONS,
     INVENTORY_HELP,
     PhasedCommand,
@@ -22,6 +22,7 @@ from .cli_common import (
     default_cluster_dir,
     err,
     exit_for,
+    fail,
     host_options,
     labelled,
     out,
@@ -39,17 +40,17 @@ if TYPE_CHECKING:
 
 
 class _Group(click.Group):
-    """Print kbootstrap's own errors as clean messages (exit 2 for bad input, 1 otherwise), not tracebacks."""
+    """Print kbootstrap's own errors as clean messages, never tracebacks, with their exit code (cli_common.fail)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except KbootstrapError as e:
-            err.print(labelled("error:", "red", e), soft_wrap=True)
-            sys.exit(2)
+            fail(e)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="kbootstrap")
 def main() -> None:
     """Provision highly available Kubernetes clusters over SSH.

@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
 from rich.text import Text
 
+from .errors import ExitCode
 from .spec import ClusterSpec, Node, load_inventory
 
 # markup=False: nothing printed is read as rich markup, so user text ("[/x]" in a path or a value) is shown as
@@ -75,11 +77,15 @@ def host_options(fn, inventory_required: bool = True):
     return fn
 
 
+EXIT_CODES_HELP = "Exit 0 done or nothing to do, 1 a host failed, 2 bad input or refused, 3 changes pending (dry run)."
+
+
 class PhasedCommand(click.Command):
     """A command whose phases come from a workflow table: "{phases}" in its help becomes the table's list, read
     when help is shown (so `kbootstrap` starts without importing the engine)."""
 
     def __init__(self, *args, workflows: tuple[str, ...] = (), **kwargs):
+        kwargs.setdefault("epilog", EXIT_CODES_HELP)
         super().__init__(*args, **kwargs)
         self.workflows = workflows
 
@@ -113,13 +119,21 @@ def phase_options(fn):
     return fn
 
 
-EXIT_CHANGES_PENDING = 3
 
 
-def exit_for(result, dry_run: bool) -> None:
+def fail(e: BaseException) -> NoReturn:
+    """The one mapping from an error to what the operator sees, for every command: one line (the text as it is,
+    never markup) and the error's exit code (KbootstrapError.exit_code: 2 for bad input or a refusal, else 1)."""
+    err.print(labelled("error:", "red", e), soft_wrap=True)
+    sys.exit(int(getattr(e, "exit_code", ExitCode.FAILED)))
+
+
+def exit_for(result, dry_run: bool) -> NoReturn:
     """1 when a host failed; else, for a run that changed nothing on purpose (plan, --dry-run), 3 when
     changes are pending; else 0."""
-    sys.exit(1 if result.failed else (EXIT_CHANGES_PENDING if dry_run and result.changes else 0))
+    if result.failed:
+        sys.exit(ExitCode.FAILED)
+    sys.exit(ExitCode.PENDING if dry_run and result.changes else ExitCode.DONE)
 
 
 ARTIFACTS_OPTION = click.option(

@@ -29,7 +29,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .errors import KbootstrapError
+from .errors import Refused
 
 TOKEN = re.compile(r"\A([a-z0-9]{6})\.([a-z0-9]{16})\Z")  # cluster-bootstrap/token/api/types.go
 TOKEN_ID = re.compile(r"\A[a-z0-9]{6}\Z")
@@ -37,7 +37,7 @@ PIN = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
 CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 
 
-class DiscoveryError(KbootstrapError):
+class DiscoveryError(Refused):
     pass
 
 

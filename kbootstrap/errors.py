@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every command's exit status (cli_common.fail and exit_for map errors and results to it)."""
+
+    DONE = 0  # done, or nothing to do
+    FAILED = 1  # a host failed (unreachable, a step failed, a check failed)
+    REFUSED = 2  # bad input, or refused before anything changed
+    PENDING = 3  # a dry run (plan, --dry-run) with changes to make
 
 
 class KbootstrapError(Exception):
-    """Base class: the CLI prints these as clean messages, never as tracebacks."""
+    """Base class: the CLI prints these as clean messages, never as tracebacks. exit_code says which kind."""
+
+    exit_code = ExitCode.FAILED
+
+
+class Refused(KbootstrapError):
+    """Bad input, or a run refused before it changed anything (exit 2)."""
+
+    exit_code = ExitCode.REFUSED
 
 
 @dataclass(frozen=True)
@@ -20,7 +38,7 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class SpecError(KbootstrapError):
+class SpecError(Refused):
     """The inventory is not usable. Carries every problem found, not just the first."""
 
     def __init__(self, source: str, problems: list[Problem]):
@@ -32,7 +50,7 @@ class SpecError(KbootstrapError):
         super().__init__("\n".join(lines))
 
 
-class PKIError(KbootstrapError):
+class PKIError(Refused):
     """The cluster directory holds something kbootstrap will not silently replace."""
 
 

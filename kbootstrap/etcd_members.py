@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from .errors import KbootstrapError
+from .errors import Refused
 from .localfs import write_atomic
 from .spec import ClusterSpec, Node
 
@@ -41,7 +41,7 @@ class _File(BaseModel):
     members: dict[str, FirstStart] = {}
 
 
-class MembersRecordError(KbootstrapError):
+class MembersRecordError(Refused):
     pass
 
 

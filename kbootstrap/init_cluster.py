@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .artifacts.manifest import Manifest
 from .engine_cli import Session
-from .errors import KbootstrapError
+from .errors import Refused
 from .render import RenderContext
 from .spec import ClusterSpec, Node, Role
 
@@ -27,7 +27,7 @@ def init_nodes(spec: ClusterSpec, selected: list[Node]) -> list[Node]:
 WILL_INSTALL = {"iptables"}
 
 
-class PreflightFailed(KbootstrapError):
+class PreflightFailed(Refused):
     """Preflight found errors: nothing was changed on any host."""
 
 

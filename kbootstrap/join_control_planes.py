@@ -14,13 +14,13 @@ from the inventory, so they are not restarted. Then it is one more `init` run ov
 
 from __future__ import annotations
 
-from .errors import KbootstrapError
+from .errors import Refused
 from .etcd_members import MembersRecord
 from .init_cluster import init_nodes
 from .spec import ClusterSpec, Node, Role
 
 
-class JoinControlPlaneError(KbootstrapError):
+class JoinControlPlaneError(Refused):
     pass
 
 

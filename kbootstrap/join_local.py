@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
-from .errors import KbootstrapError
+from .errors import KbootstrapError, Refused
 from .localfs import write_if_changed
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from .render.node import KUBELET_CLIENT
@@ -43,7 +43,11 @@ STATE_DIR = Path("/var/lib/kbootstrap/local")  # lock, journal and run logs of j
 LOCAL_CA = "/etc/kubernetes/pki/ca.crt"
 
 
-class LocalJoinError(KbootstrapError):
+class NodeNotReady(KbootstrapError):
+    """The join's phases passed but the node did not become Ready (exit 1: a failure, not bad input)."""
+
+
+class LocalJoinError(Refused):
     pass
 
 
@@ -272,8 +276,7 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
     s.report(result)
     if not_ready:  # the phases passed, the node did not come up: a failure (exit 1), not bad input
         s.journal.log(f"FAILED: {not_ready}")
-        print(f"error: {not_ready}", file=sys.stderr)
-        sys.exit(1)
+        raise NodeNotReady(not_ready)
     return result
 
 

@@ -9,7 +9,7 @@ import os
 import socket
 from pathlib import Path
 
-from .errors import KbootstrapError
+from .errors import Refused
 from .localfs import private_dirs
 
 SETS_UP = ("init", "join", "join --local")  # the commands whose `files` phase configures a host
@@ -17,7 +17,7 @@ UNDOES = ("reset", "reset --local")
 FILES_PHASE = "files"
 
 
-class LockHeld(KbootstrapError):
+class LockHeld(Refused):
     pass
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import KbootstrapError
+from .errors import Refused
 from .spec import ClusterSpec, build_spec
 
 NAMESPACE = "kube-system"
@@ -24,7 +24,7 @@ _NODE_FIELDS = {"name", "address", "roles", "labels", "join"}
 _NODE_COMPONENTS = ("kubelet", "kube-proxy")
 
 
-class ProfileError(KbootstrapError):
+class ProfileError(Refused):
     pass
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 
 import click
@@ -13,13 +12,13 @@ from .cli_common import (
     ARTIFACTS_OPTION,
     PhasedCommand,
     _load,
-    err,
     exit_for,
+    fail,
     host_options,
-    labelled,
     phase_options,
     select_nodes,
 )
+from .errors import Refused
 
 
 @click.command(cls=PhasedCommand, workflows=("reset",))
@@ -90,6 +89,5 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
 
 def _confirm(yes: bool, dry_run: bool, what: str) -> None:
     if not yes and not dry_run:
-        err.print(labelled("refusing:", "red", f"reset stops and deletes {what}. This cannot be undone.\nRun again "
-                           "with --yes to do it, or with --dry-run to see what it would change."), soft_wrap=True)
-        sys.exit(2)
+        fail(Refused(f"refusing: reset stops and deletes {what}. This cannot be undone.\nRun again with --yes to "
+                     "do it, or with --dry-run to see what it would change."))

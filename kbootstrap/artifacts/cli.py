@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .. import versions
+from ..cli_common import fail
 from ..errors import KbootstrapError
 from .bundle import make_bundle, verify
 from .catalog import Kind, release_artifacts
@@ -30,14 +31,13 @@ CACHE_OPT = click.option("--cache-dir", type=click.Path(file_okay=False, path_ty
 
 
 class _Group(click.Group):
-    """Print artifact errors as clean messages (exit 1), never as tracebacks."""
+    """Print artifact errors as clean messages, never as tracebacks, with their exit code (cli_common.fail)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except KbootstrapError as e:
-            err.print(Text.assemble(("error:", "red"), f" {e}"), soft_wrap=True)
-            sys.exit(1)
+            fail(e)
 
 
 def _release(version: str, arch: str):

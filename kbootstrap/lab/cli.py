@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from ..cli_common import fail
 from . import check as controller_check
-from .errors import LabError, LabRefused
+from .errors import LabError
 from .layout import default_inventory, load_layout
 from .lifecycle import ENGINES, down, reset, status, up
 
@@ -32,12 +33,8 @@ def _clean_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
-        except LabRefused as e:  # refused before anything was made
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(2)
-        except (LabError, OSError) as e:  # OSError: a file of the lab's it could not write
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(1)
+        except (LabError, OSError) as e:  # LabRefused: exit 2; OSError: a file of the lab's it could not write
+            fail(e)
 
     return wrapper
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kbootstrap.errors import KbootstrapError
+from kbootstrap.errors import ExitCode, KbootstrapError
 
 
 class LabError(KbootstrapError):
@@ -11,3 +11,5 @@ class LabError(KbootstrapError):
 
 class LabRefused(LabError):
     """Refused before anything was made (a missing prerequisite, a layout that does not fit): exit 2."""
+
+    exit_code = ExitCode.REFUSED

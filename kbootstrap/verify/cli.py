@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_common import INVENTORY_HELP, _load, default_cluster_dir, err, labelled, out, select_nodes
+from ..cli_common import INVENTORY_HELP, _load, default_cluster_dir, fail, out, select_nodes
 from ..errors import KbootstrapError
 
 
@@ -56,8 +56,7 @@ def _main() -> None:
     try:
         verify(standalone_mode=True)
     except KbootstrapError as e:  # what kbootstrap's group does for its commands
-        err.print(labelled("error:", "red", e), soft_wrap=True)
-        sys.exit(2)
+        fail(e)
 
 
 if __name__ == "__main__":

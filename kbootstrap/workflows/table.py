@@ -15,13 +15,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import KbootstrapError
+from ..errors import Refused
 from ..render import RenderContext
 from ..runner import Phase
 from ..spec import Node
 
 
-class UnknownPhase(KbootstrapError):
+class UnknownPhase(Refused):
     """--skip-phases / --only-phases named a phase the command does not have (bad input: exit 2)."""
 
 
