@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from . import versions
 from .errors import Problem, SpecError
+from .model import component_config
 
 # RFC 1123 label: what Kubernetes accepts as a node name and what a hostname may be.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -513,6 +514,11 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
 
     def node_path(i: int, node: Node, field: str = "") -> str:
         return f"nodes[{i}] ({node.name})" + (f".{field}" if field else "")
+
+    # component_config against the release's upstream types (what the kubelet and kube-proxy would refuse)
+    minor = versions.release(inv.cluster.kubernetes_version).minor
+    for component, settings in inv.component_config.items():
+        problems += component_config.check(minor, component, settings, f"component_config.{component}")
 
     # names and addresses are unique
     seen_names: dict[str, int] = {}

@@ -45,3 +45,15 @@ def test_preflight_checks_ports_after_a_dry_run_a_plan_and_a_reset(mini, kb_mini
     mcp1 = init.stderr.index("mcp1:")
     assert mcp1 < init.stderr.index("port 2379")
     assert _pending(kb_mini) == before  # nothing changed on any host
+
+
+def test_an_unreachable_host_is_exit_1_for_plan_and_a_preflight_refusal_for_init(mini, kb_mini):
+    """The exit-code table on real hosts: mcp1 stopped, `plan` fails on it (1, naming it); `init` is refused by its
+    preflight before anything changes (2, naming it)."""
+    lxc.stop(mini.container(mini.node("mcp1")))
+    plan = kb_mini("plan")
+    assert plan.returncode == 1, plan.stdout[-2000:] + plan.stderr[-2000:]
+    assert "mcp1" in plan.stderr and "Traceback" not in plan.stderr
+    init = kb_mini("init")
+    assert init.returncode == 2, init.stdout[-2000:] + init.stderr[-2000:]
+    assert "mcp1" in init.stderr and "preflight" in init.stderr and "Traceback" not in init.stderr

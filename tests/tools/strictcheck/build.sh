@@ -28,7 +28,7 @@ fi
 
 out_dir="${KB_CACHE:-$HOME/.cache/kbootstrap}/tools/strictcheck-$ver"
 bin="$out_dir/strictcheck"
-stamp="$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" "$src/build.sh" | sha256sum | cut -d' ' -f1)"
+stamp="$(cat "$src"/*.go "$src/go.mod" "$src/go.sum" "$src/build.sh" | sha256sum | cut -d' ' -f1)"
 if [[ -x "$bin" && -f "$out_dir/stamp" && "$(cat "$out_dir/stamp")" == "$stamp" ]]; then
   echo "$bin"
   exit 0
@@ -41,7 +41,7 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-cp "$src/main.go" "$src/go.mod" "$src/go.sum" "$work/"
+cp "$src"/*.go "$src/go.mod" "$src/go.sum" "$work/"
 cd "$work"
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 modules=(k8s.io/api k8s.io/apimachinery k8s.io/apiserver k8s.io/client-go k8s.io/kubelet k8s.io/kube-proxy k8s.io/kube-scheduler)

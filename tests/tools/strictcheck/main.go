@@ -1,6 +1,7 @@
 // strictcheck strictly decodes Kubernetes YAML files into the real upstream Go types.
 //
 // Usage: strictcheck FILE...
+//        strictcheck -schema APIVERSION/KIND   (the type's fields as JSON: schema.go)
 //
 // Each YAML document is routed by apiVersion+kind to its upstream type and decoded the way
 // the API machinery's strict mode does it: duplicate keys, unknown fields and wrongly-cased
@@ -153,6 +154,11 @@ func main() {
 	}
 	if os.Args[1] == "--kinds" {
 		fmt.Println(strings.Join(supported(), "\n"))
+		return
+	}
+	if os.Args[1] == "-schema" && len(os.Args) == 3 {
+		i := strings.LastIndex(os.Args[2], "/") // APIVERSION/KIND: the apiVersion may hold a "/" itself
+		printSchema(os.Args[2][:max(i, 0)] + " " + os.Args[2][i+1:])
 		return
 	}
 	status := 0
