@@ -103,7 +103,7 @@ def from_json(raw: dict[str, Any], sent_at: float = 0.0, received_at: float = 0.
 
 
 def _probe_argv() -> tuple[str, ...]:
-    return packed_python(Path(__file__).parent / "probe.py", "kbootstrap-probe", "main()")
+    return packed_python(Path(__file__).parents[1] / "hostside" / "probe.py", "kbootstrap-probe", "main()")
 
 
 def gather_preflight(t: Transport, wanted_ports: Iterable[int], targets: Iterable[tuple[str, int]] = (), *,

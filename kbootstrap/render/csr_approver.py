@@ -22,7 +22,7 @@ NODES_FILE = f"{K8S}/kbootstrap/nodes.json"
 @functools.cache
 def _program() -> bytes:
     """The approver's source, read once: a host is rendered several times a run."""
-    return resources.files("kbootstrap").joinpath("csr_approver.py").read_bytes()
+    return resources.files("kbootstrap").joinpath("hostside", "csr_approver.py").read_bytes()
 
 
 def runs_approver(ctx: RenderContext, node: Node) -> bool:

@@ -27,7 +27,7 @@ def packed_python(script: Path, name: str, call: str) -> tuple[str, ...]:
 
 
 def _agent_argv() -> tuple[str, ...]:
-    return packed_python(Path(__file__).parent / "agent.py", "kbootstrap-agent", "main(sys.argv[2])")
+    return packed_python(Path(__file__).parents[1] / "hostside" / "agent.py", "kbootstrap-agent", "main(sys.argv[2])")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ probe and its report matches what the test sees for itself (this machine's PID 1
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 import socket
@@ -93,9 +94,14 @@ def test_kernel_features_and_cgroups():
 
 
 def test_run_preflight_on_this_machine():
-    """A one-node cluster on 127.0.0.1: only this machine's own facts can fail, and each says so."""
+    """A one-node cluster on 127.0.0.1: only this machine's own facts can fail, and each says so. An inventory
+    refuses a loopback node address, so the spec is built on another and pointed at loopback after: every
+    connection the probe makes stays on this machine."""
     spec = build_spec({"cluster": {"name": "local"},
-                       "nodes": [{"name": "cp1", "address": "127.0.0.1", "roles": ["control-plane"]}]})
+                       "nodes": [{"name": "cp1", "address": "10.77.0.250", "roles": ["control-plane"]}]})
+    here = spec.nodes[0].model_copy(update={"address": ipaddress.IPv4Address("127.0.0.1")})
+    spec = spec.model_copy(update={"nodes": [here]})
+    assert str(spec.api_server_url) == "https://127.0.0.1:6443"
     start = time.time()
     out = run_preflight(spec, {"cp1": LocalTransport("cp1")}, will_install={"iptables"})
     assert time.time() - start < 30

@@ -1,4 +1,4 @@
-"""kbootstrap/csr_approver.py: the DER reader, decide() on real CSRs, and the program run as the service runs it."""
+"""kbootstrap/hostside/csr_approver.py: the DER reader, decide() on real CSRs, and the program run as the service runs it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from kbootstrap import csr_approver as ca
+from kbootstrap.hostside import csr_approver as ca
 
 SCRIPT = Path(ca.__file__)
 NODES = {"mw1": "10.77.0.221", "mw2": "10.77.0.222"}

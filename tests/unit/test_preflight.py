@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from kbootstrap.errors import StepError, TransportError
-from kbootstrap.preflight import checks, probe
+from kbootstrap.hostside import probe
+from kbootstrap.preflight import checks
 from kbootstrap.preflight.checks import Finding, Severity, check, format_problems, reach_targets, required_ports
 from kbootstrap.preflight.facts import COMMANDS, Connect, Listener, PreflightFacts, Swap, from_json, gather_preflight
 from kbootstrap.preflight.run import run_preflight
