@@ -21,7 +21,6 @@ import http.client
 import json
 import re
 import ssl
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .engine.poll import Pending, poll
 from .errors import Refused
 
 TOKEN = re.compile(r"\A([a-z0-9]{6})\.([a-z0-9]{16})\Z")  # cluster-bootstrap/token/api/types.go
@@ -137,17 +137,17 @@ def discover(server: str, token: str, ca_cert_hash: str, timeout: float = 10, wa
     token_id, secret = parse_token(token)
     if not PIN.match(ca_cert_hash):
         raise DiscoveryError("--ca-cert-hash: expected sha256:<64 hex digits> (kbootstrap token create prints it)")
-    deadline = time.monotonic() + wait
-    while True:
-        body = _get(server, None, timeout)
-        kubeconfig, data = _kubeconfig(body, server)
+
+    def signed() -> tuple[str, str] | Pending:
+        kubeconfig, data = _kubeconfig(_get(server, None, timeout), server)
         signature = data.get(f"jws-kubeconfig-{token_id}")
-        if signature is not None:
-            break
-        if time.monotonic() >= deadline:
-            raise DiscoveryError(f"token {token_id} is unknown to the cluster at {server} or has expired "
-                                 f"(no signature for it in cluster-info after {wait:.0f}s)")
-        time.sleep(interval)
+        return Pending() if signature is None else (kubeconfig, signature)
+
+    found = poll(signed, timeout=wait, interval=interval)
+    if isinstance(found, Pending):
+        raise DiscoveryError(f"token {token_id} is unknown to the cluster at {server} or has expired "
+                             f"(no signature for it in cluster-info after {wait:.0f}s)")
+    kubeconfig, signature = found
     if not jws_detached_valid(signature, kubeconfig, token_id, secret):
         raise DiscoveryError(f"the token's secret does not match cluster-info's signature at {server}: "
                              "refusing this API server")

@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
+from .engine.poll import Pending, poll
 from .errors import KbootstrapError, Refused
 from .localfs import write_if_changed
 from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
@@ -179,24 +179,23 @@ def this_node(spec: ClusterSpec, name: str | None, addresses: set[str]) -> Node:
 
 def wait_node_ready(trust_after: Trust, name: str, timeout: float, interval: float = 2) -> None:
     """Node Ready, read as the node itself (the node authorizer lets it get its own Node)."""
-    deadline = time.monotonic() + timeout
-    last = "not registered"
-    while True:
+
+    def ready() -> bool | Pending:
         try:
             status, body = api_get(trust_after, f"/api/v1/nodes/{name}")
-            if status == 200:
-                conditions = {c["type"]: c for c in json.loads(body)["status"].get("conditions", [])}
-                ready = conditions.get("Ready", {})
-                if ready.get("status") == "True":
-                    return
-                last = f"Ready={ready.get('status', '?')}: {ready.get('message', '')}"
-            else:
-                last = f"HTTP {status}"
         except DiscoveryError as e:  # the API not answering yet: try again until the deadline
-            last = str(e)
-        if time.monotonic() >= deadline:
-            raise LocalJoinError(f"node {name} not Ready after {timeout:.0f}s ({last}); see `journalctl -u kubelet`")
-        time.sleep(interval)
+            return Pending(str(e))
+        if status != 200:
+            return Pending(f"HTTP {status}" if status != 404 else "not registered")
+        conditions = {c["type"]: c for c in json.loads(body)["status"].get("conditions", [])}
+        cond = conditions.get("Ready", {})
+        return True if cond.get("status") == "True" else Pending(f"Ready={cond.get('status', '?')}: "
+                                                                  f"{cond.get('message', '')}")
+
+    result = poll(ready, timeout=timeout, interval=interval)
+    if isinstance(result, Pending):
+        raise LocalJoinError(f"node {name} not Ready after {timeout:.0f}s ({result.why}); "
+                                "see `journalctl -u kubelet`")
 
 
 def read_token(token: str | None, token_file: Path | None) -> str | None:

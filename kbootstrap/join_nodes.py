@@ -14,8 +14,8 @@ import datetime as dt
 import json
 import secrets
 import string
-import time
 
+from .engine.poll import Pending, poll
 from .engine_cli import Session
 from .errors import KbootstrapError
 from .phases.services import kubectl
@@ -93,16 +93,15 @@ def wait_signed(s: Session, token_id: str, timeout: float = 60) -> None:
     """Until kube-controller-manager's bootstrapsigner has signed cluster-info for the token (within seconds):
     discovery on a node refuses a token whose signature is not there yet."""
     first = s.ctx.spec.control_planes[0].name
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def signed() -> bool | Pending:
         r = s.transports[first].run(kubectl("get", "configmap", "-n", "kube-public", "cluster-info", "-o", "json"),
                                     sudo=True)
-        if r.ok and f"jws-kubeconfig-{token_id}" in json.loads(r.stdout).get("data", {}):
-            return
-        if time.monotonic() >= deadline:
-            raise JoinError(f"{first}: cluster-info has no signature for token {token_id} after {timeout:.0f}s "
-                            "(is kube-controller-manager running with the bootstrapsigner controller, and was "
-                            "cluster-info published by `kbootstrap init`?)")
-        time.sleep(1)
+        return True if r.ok and f"jws-kubeconfig-{token_id}" in json.loads(r.stdout).get("data", {}) else Pending()
+
+    if isinstance(poll(signed, timeout=timeout, interval=1), Pending):
+        raise JoinError(f"{first}: cluster-info has no signature for token {token_id} after {timeout:.0f}s "
+                        "(is kube-controller-manager running with the bootstrapsigner controller, and was "
+                        "cluster-info published by `kbootstrap init`?)")
 
 

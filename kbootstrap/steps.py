@@ -7,16 +7,16 @@ construction (compare digests and states; act only on a difference).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .artifact import Artifact
 from .artifacts.debs import INSTALLED_QUERY, debs_to_install, installed_versions
 from .artifacts.manifest import ManifestFile
+from .engine.poll import Pending, poll
 from .errors import StepError
 from .transport import remote
-from .transport.base import Transport
+from .transport.base import CommandResult, Transport
 from .transport.remote import HostFacts
 
 
@@ -231,12 +231,15 @@ class RetryStep(CommandStep):
         self.timeout, self.interval = timeout, interval
 
     def apply(self, t: Transport, changes: list[Change]) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not (r := t.run(self.command, sudo=True)).ok:
-            if time.monotonic() >= deadline:
-                raise StepError(t.host, self.name, f"still failing after {self.timeout:.0f}s: " + " ".join(self.command),
-                                r.rc, r.stderr_tail())
-            time.sleep(self.interval)
+        last: list[CommandResult] = []
+
+        def attempt() -> bool | Pending:
+            last[:] = [r := t.run(self.command, sudo=True)]
+            return True if r.ok else Pending()
+
+        if isinstance(poll(attempt, timeout=self.timeout, interval=self.interval), Pending):
+            raise StepError(t.host, self.name, f"still failing after {self.timeout:.0f}s: " + " ".join(self.command),
+                            last[0].rc, last[0].stderr_tail())
         self._probe_passes(t)
 
 
@@ -286,15 +289,17 @@ class WaitStep:
         return [Change(self.name, "wait", self.what, f"up to {self.timeout:.0f}s")]
 
     def apply(self, t: Transport, changes: list[Change]) -> None:
-        deadline = time.monotonic() + self.timeout
-        while True:
+        last: list[CommandResult] = []
+
+        def attempt() -> bool | Pending:
             r = t.run(self.probe, sudo=True)
-            if r.ok:
-                return
-            if time.monotonic() >= deadline:
-                raise StepError(t.host, self.name, f"not ready after {self.timeout:.0f}s: " + " ".join(self.probe),
-                                r.rc, r.stderr_tail() or r.stdout.decode(errors="replace").strip()[-500:])
-            time.sleep(self.interval)
+            last[:] = [r]
+            return True if r.ok else Pending()
+
+        if isinstance(poll(attempt, timeout=self.timeout, interval=self.interval), Pending):
+            r = last[0]
+            raise StepError(t.host, self.name, f"not ready after {self.timeout:.0f}s: " + " ".join(self.probe),
+                            r.rc, r.stderr_tail() or r.stdout.decode(errors="replace").strip()[-500:])
 
 
 class PackagesStep:

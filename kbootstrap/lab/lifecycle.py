@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..engine.poll import Pending, poll
 from . import check, host, known_hosts, lxc, ssh
 from .errors import LabError, LabRefused
 from .host import Log, stderr_log
@@ -239,17 +240,15 @@ def _boot_and_keys(layout: Layout, node: LabNode, boot_timeout: float):
 def _ssh_ready(layout: Layout, node: LabNode, timeout: float = 60) -> None:
     import paramiko
 
-    deadline = time.monotonic() + timeout
-    while True:
+    def login() -> bool | Pending:
         try:
             rc, _, err = ssh.run(layout, node, "true", timeout=15)
-            if rc == 0:
-                return
-            problem = f"`true` exited {rc}: {err.strip()}"
         except paramiko.BadHostKeyException as e:
             raise LabError(f"{node.name} ({node.address}): host key differs from the recorded one: {e}") from None
         except Exception as e:  # noqa: BLE001 - refused while sshd starts; report the last one
-            problem = f"{type(e).__name__}: {e}"
-        if time.monotonic() > deadline:
-            raise LabError(f"{node.name} ({node.address}): no SSH login with the recorded host key: {problem}")
-        time.sleep(0.3)
+            return Pending(f"{type(e).__name__}: {e}")
+        return True if rc == 0 else Pending(f"`true` exited {rc}: {err.strip()}")
+
+    result = poll(login, timeout=timeout, interval=0.3)
+    if isinstance(result, Pending):
+        raise LabError(f"{node.name} ({node.address}): no SSH login with the recorded host key: {result.why}")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine.poll import Pending, poll
 from . import host
 from .errors import LabError
 from .layout import LabNode, Layout
@@ -185,17 +186,20 @@ def attach(name: str, *cmd: str, timeout: float = 60, check: bool = True):
 def wait_booted(name: str, timeout: float = 180) -> str:
     """Wait until systemd in the node finished booting; returns running/degraded/..."""
     deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+
+    def booted() -> str | Pending:
         left = max(1, int(deadline - time.monotonic()))
         r = attach(name, "timeout", str(left), "systemctl", "is-system-running", "--wait",
                    timeout=left + 10, check=False)
-        last = (r.stdout or r.stderr).strip()
-        if last in ("running", "degraded", "maintenance", "stopping"):
-            return last
-        time.sleep(0.2)  # not attachable yet (init still starting) or still "starting"
-    raise LabError(f"{name}: systemd did not finish booting in {timeout:.0f} s (last state: {last or 'none'}); "
-                   "if it never started, this machine's inotify budget may be spent: `kbootstrap lab check`")
+        state = (r.stdout or r.stderr).strip()
+        # not attachable yet (init still starting), or still "starting"
+        return state if state in ("running", "degraded", "maintenance", "stopping") else Pending(state)
+
+    result = poll(booted, timeout=timeout, interval=0.2)
+    if isinstance(result, Pending):
+        raise LabError(f"{name}: systemd did not finish booting in {timeout:.0f} s (last state: {result.why or 'none'}); "
+                       "if it never started, this machine's inotify budget may be spent: `kbootstrap lab check`")
+    return result
 
 
 def failed_units(name: str) -> list[str]:
