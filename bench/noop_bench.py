@@ -30,10 +30,10 @@ sys.path.insert(0, str(REPO))
 from kbootstrap.lab import lifecycle  # noqa: E402
 from kbootstrap.lab.errors import LabRefused  # noqa: E402
 from kbootstrap.lab.layout import load_layout  # noqa: E402
+from kbootstrap.model.spec import load_inventory  # noqa: E402
 from kbootstrap.pki.issue import ensure_pki  # noqa: E402
 from kbootstrap.pki.secrets import ensure_secrets  # noqa: E402
 from kbootstrap.render import RenderContext, render_host  # noqa: E402
-from kbootstrap.spec import load_inventory  # noqa: E402
 from kbootstrap.transport.ssh import SSHTransport  # noqa: E402
 
 

@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from kbootstrap.model.spec import build_spec
 from kbootstrap.pki.issue import ensure_pki, wanted_certs
 from kbootstrap.pki.table import CERTS
-from kbootstrap.spec import build_spec
 
 
 def inventory(workers: int, algorithm: str) -> dict:

@@ -1,3 +1,3 @@
-from .cli import main
+from kbootstrap.cli.main import main
 
 main()

@@ -7,7 +7,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Every command's exit status (cli_common.fail and exit_for map errors and results to it)."""
+    """Every command's exit status (cli.common.fail and exit_for map errors and results to it)."""
 
     DONE = 0  # done, or nothing to do
     FAILED = 1  # a host failed (unreachable, a step failed, a check failed)

@@ -2,7 +2,7 @@
 # Add the OS packages lab nodes need (haproxy, keepalived, iptables, conntrack: catalog.OS_PACKAGES) to the lab
 # bundle as .debs, with their dependency closure against the lab node image, and print the bundle directory.
 #
-#   lab/add-debs.sh [VERSION | BUNDLE_DIR]      default: the lab bundle of kbootstrap/versions.py's DEFAULT_VERSION
+#   lab/add-debs.sh [VERSION | BUNDLE_DIR]      default: the lab bundle of kbootstrap/model/versions.py's DEFAULT_VERSION
 #
 # Lab nodes have no network: these .debs reach them inside the bundle, over SSH (docs/lab.md). The closure is what
 # apt on this machine would install on a node, computed against the node image's own dpkg status
@@ -17,7 +17,7 @@ target="${1:-}"
 if [ -n "$target" ] && [ -d "$target" ]; then
   bundle="$target"
 else
-  bundle="$("$py" -c 'import sys; from kbootstrap import versions; from kbootstrap.artifacts.build import default_bundle_dir
+  bundle="$("$py" -c 'import sys; from kbootstrap.model import versions; from kbootstrap.artifacts.build import default_bundle_dir
 print(default_bundle_dir((sys.argv[1] or versions.DEFAULT_VERSION).removeprefix("v")))' "$target")"
 fi
 [ -f "$bundle/manifest.json" ] || { echo "add-debs: no bundle at $bundle (lab/build-bundle.sh makes it)" >&2; exit 1; }

@@ -3,7 +3,7 @@
 #
 #   lab/build-bundle.sh [VERSION] [--force] [--cold] [--only PART ...]
 #
-# VERSION: a release kbootstrap supports (default: kbootstrap/versions.py's DEFAULT_VERSION), e.g. 1.34.2.
+# VERSION: a release kbootstrap supports (default: kbootstrap/model/versions.py's DEFAULT_VERSION), e.g. 1.34.2.
 # The bundle lands in ${KB_CACHE:-~/.cache/kbootstrap}/bundles/VERSION/ (outside the repository), in exactly the
 # format `kbootstrap artifacts bundle` writes (manifest.json + files), and is reused while the build recipe
 # (versions, Go toolchain, build sources) is unchanged. --cold uses empty private Go caches (to measure).

@@ -1,5 +1,5 @@
 """`python -m kbootstrap.artifacts …` runs the `artifacts` command group on its own."""
 
-from .cli import artifacts
+from kbootstrap.artifacts.cli import artifacts
 
 artifacts(prog_name="kbootstrap artifacts")

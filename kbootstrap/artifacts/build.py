@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import versions
-from .catalog import (
+from kbootstrap.artifacts.catalog import (
     CNI_PLUGINS,
     CONTAINERD_BINARIES,
     ETCD_BINARIES,
@@ -49,10 +48,11 @@ from .catalog import (
     control_plane_images,
     release_artifacts,
 )
-from .errors import ArtifactError
-from .fetch import cache_root
-from .images import binary_image, build_image_archive, build_pause_binary, pause_image
-from .manifest import Manifest, ManifestFile, sha256_file, verify_dir, write_manifest
+from kbootstrap.artifacts.errors import ArtifactError
+from kbootstrap.artifacts.fetch import cache_root
+from kbootstrap.artifacts.images import binary_image, build_image_archive, build_pause_binary, pause_image
+from kbootstrap.artifacts.manifest import Manifest, ManifestFile, sha256_file, verify_dir, write_manifest
+from kbootstrap.model import versions
 
 Log = Callable[[str], None]
 HERE = Path(__file__).resolve().parent

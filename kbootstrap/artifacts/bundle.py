@@ -6,8 +6,16 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ArtifactError
-from .manifest import MANIFEST, Manifest, Problem, verify_dir, verify_tarball, write_manifest, write_tarball
+from kbootstrap.artifacts.errors import ArtifactError
+from kbootstrap.artifacts.manifest import (
+    MANIFEST,
+    Manifest,
+    Problem,
+    verify_dir,
+    verify_tarball,
+    write_manifest,
+    write_tarball,
+)
 
 
 def verify(path: Path) -> tuple[Manifest, list[Problem]]:

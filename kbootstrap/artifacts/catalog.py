@@ -2,7 +2,7 @@
 
 Every row is one file as the upstream project publishes it — its official URL, the URL of the checksum file the
 project publishes beside it, and how the file lands on a host (a binary copied as is, or members of a tarball).
-Which versions go together is pinned here per release (`PINS`), next to `kbootstrap/versions.py`, which pins what
+Which versions go together is pinned here per release (`PINS`), next to `kbootstrap/model/versions.py`, which pins what
 kubeadm pairs (etcd, pause). The sha256 of each file is pinned separately, in a reviewable lock file
 (`kbootstrap/artifacts/lock/<version>.json`, see `lock.py`).
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from .. import versions
+from kbootstrap.model import versions
 
 
 class Kind(StrEnum):

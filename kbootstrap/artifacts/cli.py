@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .. import versions
-from ..cli_common import fail
-from ..errors import KbootstrapError
-from .bundle import make_bundle, verify
-from .catalog import Kind, release_artifacts
-from .errors import ArtifactError
-from .fetch import SOURCE_ENV, Fetcher, PlainReporter, RichReporter, default_cache_dir
-from .lock import Lock, load_lock, lock_path
+from kbootstrap.artifacts.bundle import make_bundle, verify
+from kbootstrap.artifacts.catalog import Kind, release_artifacts
+from kbootstrap.artifacts.errors import ArtifactError
+from kbootstrap.artifacts.fetch import SOURCE_ENV, Fetcher, PlainReporter, RichReporter, default_cache_dir
+from kbootstrap.artifacts.lock import Lock, load_lock, lock_path
+from kbootstrap.cli.common import fail
+from kbootstrap.errors import KbootstrapError
+from kbootstrap.model import versions
 
 err = Console(stderr=True, highlight=False, markup=False)  # user text is never markup
 out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 200)
@@ -31,7 +31,7 @@ CACHE_OPT = click.option("--cache-dir", type=click.Path(file_okay=False, path_ty
 
 
 class _Group(click.Group):
-    """Print artifact errors as clean messages, never as tracebacks, with their exit code (cli_common.fail)."""
+    """Print artifact errors as clean messages, never as tracebacks, with their exit code (cli.common.fail)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -168,7 +168,7 @@ def verify_cmd(path: Path) -> None:
 def debs_cmd(bundle_dir: Path, against: Path | None, packages: tuple[str, ...]) -> None:
     """Add the OS packages the roles need (haproxy, keepalived, iptables, conntrack; catalog.OS_PACKAGES) to a
     bundle as .debs, with their dependency closure against what the hosts already have. Re-running adds nothing."""
-    from .debs import add_debs
+    from kbootstrap.artifacts.debs import add_debs
 
     names = [n.strip() for p in packages for n in p.split(",") if n.strip()]
     r = add_debs(bundle_dir, against, names or None, log=lambda m: err.print(m, markup=False, highlight=False))
@@ -187,7 +187,7 @@ def debs_cmd(bundle_dir: Path, against: Path | None, packages: tuple[str, ...]) 
 @click.option("--force", is_flag=True, help="Rebuild even if a bundle of the same recipe exists.")
 def build(version: str, out_dir: Path | None, force: bool) -> None:
     """Build the lab bundle from source (Go modules) — see lab/build-bundle.sh. Slow when cold."""
-    from .build import build_bundle
+    from kbootstrap.artifacts.build import build_bundle
 
     path = build_bundle(version.removeprefix("v"), out_dir, force=force, log=lambda m: err.print(m, markup=False))
     out.print(str(path))

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote
 
-from .catalog import OS_PACKAGES, Kind, OsPackage, os_package, packages_for
-from .errors import ArtifactError
-from .manifest import Manifest, ManifestFile, read_manifest, sha256_file, write_manifest
+from kbootstrap.artifacts.catalog import OS_PACKAGES, Kind, OsPackage, os_package, packages_for
+from kbootstrap.artifacts.errors import ArtifactError
+from kbootstrap.artifacts.manifest import Manifest, ManifestFile, read_manifest, sha256_file, write_manifest
 
 __all__ = ["DEBS_DIR", "INSTALLED_QUERY", "Deb", "DebsResult", "add_debs", "baseline_status", "compare_versions",
            "debs_for", "debs_to_install", "installed_versions", "packages_for"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import KbootstrapError
+from kbootstrap.errors import KbootstrapError
 
 
 class ArtifactError(KbootstrapError):

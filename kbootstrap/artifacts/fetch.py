@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .catalog import Download, Kind, ReleaseArtifacts
-from .errors import ArtifactError, ChecksumMismatch
-from .lock import Lock
-from .manifest import CHUNK, Manifest, ManifestFile, read_manifest, sha256_file, write_manifest
+from kbootstrap.artifacts.catalog import Download, Kind, ReleaseArtifacts
+from kbootstrap.artifacts.errors import ArtifactError, ChecksumMismatch
+from kbootstrap.artifacts.lock import Lock
+from kbootstrap.artifacts.manifest import CHUNK, Manifest, ManifestFile, read_manifest, sha256_file, write_manifest
 
 SOURCE_ENV = "KBOOTSTRAP_ARTIFACTS_SOURCE"
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")

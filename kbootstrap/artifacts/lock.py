@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import ReleaseArtifacts
-from .errors import ArtifactError
+from kbootstrap.artifacts.catalog import ReleaseArtifacts
+from kbootstrap.artifacts.errors import ArtifactError
 
 LOCK_DIR = Path(__file__).resolve().parent / "lock"
 

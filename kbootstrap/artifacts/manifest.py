@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from .catalog import Install, Kind
-from .errors import ArtifactError
+from kbootstrap.artifacts.catalog import Install, Kind
+from kbootstrap.artifacts.errors import ArtifactError
 
 FORMAT = "kbootstrap-bundle/v1"
 MANIFEST = "manifest.json"

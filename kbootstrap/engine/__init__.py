@@ -1,2 +1,3 @@
-"""The engine layer's shared pieces. (steps, runner, session, journal and lock move here with the layout of the
-workflows issue; poll.py, the one bounded wait, is here already.)"""
+"""The engine: steps (check from facts, apply in one batch), the runner (facts in one round trip a host, phases in
+order, hosts in parallel), the journal and lock, connections to hosts, local files written atomically, and the
+one bounded wait (poll.py)."""

@@ -6,8 +6,8 @@
 See docs/lab.md. Python API: load_layout(), up(), reset(), down(), status().
 """
 
-from .errors import LabError
-from .layout import LabNode, Layout, load_layout
-from .lifecycle import ENGINES, down, reset, status, up
+from kbootstrap.lab.errors import LabError
+from kbootstrap.lab.layout import LabNode, Layout, load_layout
+from kbootstrap.lab.lifecycle import ENGINES, down, reset, status, up
 
 __all__ = ["ENGINES", "LabError", "LabNode", "Layout", "down", "load_layout", "reset", "status", "up"]

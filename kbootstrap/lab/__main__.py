@@ -1,3 +1,3 @@
-from .cli import lab
+from kbootstrap.lab.cli import lab
 
 lab()

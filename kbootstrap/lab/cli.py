@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from ..cli_common import fail
-from . import check as controller_check
-from .errors import LabError
-from .layout import default_inventory, load_layout
-from .lifecycle import ENGINES, down, reset, status, up
+from kbootstrap.cli.common import fail
+from kbootstrap.lab import check as controller_check
+from kbootstrap.lab.errors import LabError
+from kbootstrap.lab.layout import default_inventory, load_layout
+from kbootstrap.lab.lifecycle import ENGINES, down, reset, status, up
 
 inventory_option = click.option(
     "-i",

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import LabError
-from .layout import REPO, Layout
+from kbootstrap.lab.errors import LabError
+from kbootstrap.lab.layout import REPO, Layout
 
 Log = Callable[[str], None]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import LabError
+from kbootstrap.lab.errors import LabError
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_INVENTORY = REPO / "inventories" / "lab-stacked.yaml"
@@ -68,7 +68,7 @@ def default_inventory() -> Path:
 def load_layout(path: str | Path) -> Layout:
     path = Path(path).expanduser().resolve()
     try:
-        from kbootstrap.spec import load_inventory
+        from kbootstrap.model.spec import load_inventory
     except ImportError:  # the lab works from the YAML alone
         layout = _from_yaml(path)
     else:

@@ -20,11 +20,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..engine.poll import Pending, poll
-from . import check, host, known_hosts, lxc, ssh
-from .errors import LabError, LabRefused
-from .host import Log, stderr_log
-from .layout import LabNode, Layout
+from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.lab import check, host, known_hosts, lxc, ssh
+from kbootstrap.lab.errors import LabError, LabRefused
+from kbootstrap.lab.host import Log, stderr_log
+from kbootstrap.lab.layout import LabNode, Layout
 
 ENGINES = ("lxc", "vagrant")
 

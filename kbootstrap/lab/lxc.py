@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.poll import Pending, poll
-from . import host
-from .errors import LabError
-from .layout import LabNode, Layout
+from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.lab import host
+from kbootstrap.lab.errors import LabError
+from kbootstrap.lab.layout import LabNode, Layout
 
 LXC_PATH = Path("/var/lib/lxc")
 ENGINE_MARK = "# kbootstrap lab: engine=lxc"

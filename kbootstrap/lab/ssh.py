@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .layout import LabNode, Layout
+from kbootstrap.lab.layout import LabNode, Layout
 
 
 def connect(layout: Layout, node: LabNode, timeout: float = 10):

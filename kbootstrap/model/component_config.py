@@ -17,7 +17,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..errors import Problem
+from kbootstrap.errors import Problem
 
 SCHEMAS = {"kubelet": "kubelet.json", "kube-proxy": "kube-proxy.json"}
 KINDS = {"kubelet": "KubeletConfiguration", "kube-proxy": "KubeProxyConfiguration"}

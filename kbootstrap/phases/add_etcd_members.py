@@ -9,13 +9,13 @@ phases do that on the member itself, before waiting for its health.
 
 from __future__ import annotations
 
-from ..etcd_members import client_url, peer_url
-from ..render import RenderContext
-from ..runner import Phase
-from ..spec import Node
-from ..steps import CommandStep, RetryStep, Step, WaitStep
-from ..transport.base import quote
-from .services import etcd_health, etcdctl
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import CommandStep, RetryStep, Step, WaitStep
+from kbootstrap.model.etcd_members import client_url, peer_url
+from kbootstrap.model.spec import Node
+from kbootstrap.phases.services import etcd_health, etcdctl
+from kbootstrap.render import RenderContext
+from kbootstrap.transport.base import quote
 
 NAME = "etcd-members"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

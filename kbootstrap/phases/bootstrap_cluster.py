@@ -7,14 +7,14 @@ given nodes Ready. With `join: local` workers, every control plane also starts k
 
 from __future__ import annotations
 
-from ..render import RenderContext
-from ..render.cluster_addons import addon_paths
-from ..render.csr_approver import SERVICE, runs_approver
-from ..runner import Phase
-from ..spec import Node
-from ..steps import CommandStep, ServicesStep, WaitStep
-from ..transport.base import quote
-from .services import SUPER_ADMIN_CONF, inputs_for, kubectl, nodes_ready
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import CommandStep, ServicesStep, WaitStep
+from kbootstrap.model.spec import Node
+from kbootstrap.phases.services import SUPER_ADMIN_CONF, inputs_for, kubectl, nodes_ready
+from kbootstrap.render import RenderContext
+from kbootstrap.render.cluster_addons import addon_paths
+from kbootstrap.render.csr_approver import SERVICE, runs_approver
+from kbootstrap.transport.base import quote
 
 NAME = "cluster"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -12,11 +12,11 @@ import tarfile
 from functools import cache
 from pathlib import Path
 
-from ..artifact import Artifact
-from ..artifacts.catalog import Kind
-from ..artifacts.errors import ArtifactError
-from ..artifacts.manifest import Manifest, ManifestFile
-from ..spec import ClusterSpec, ControlPlaneForm, Node, Role
+from kbootstrap.artifacts.catalog import Kind
+from kbootstrap.artifacts.errors import ArtifactError
+from kbootstrap.artifacts.manifest import Manifest, ManifestFile
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
 
 IMAGES_DIR = "/var/lib/kbootstrap/images"
 CONTROL_PLANE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -82,9 +82,9 @@ def images(spec: ClusterSpec, node: Node, bundle: Path, manifest: Manifest,
 
 def load_bundle(spec: ClusterSpec, override: Path | None) -> tuple[Path, Manifest]:
     """The bundle init/join install from: --artifacts, else the inventory's `artifacts`, else the cache."""
-    from ..artifacts.bundle import open_bundle
-    from ..artifacts.fetch import default_cache_dir
-    from ..artifacts.manifest import MANIFEST
+    from kbootstrap.artifacts.bundle import open_bundle
+    from kbootstrap.artifacts.fetch import default_cache_dir
+    from kbootstrap.artifacts.manifest import MANIFEST
 
     path = override or spec.artifacts or default_cache_dir(spec.cluster.kubernetes_version)
     if not (path / MANIFEST).is_file():

@@ -3,9 +3,9 @@ is removed."""
 
 from __future__ import annotations
 
-from ..runner import Phase
-from ..spec import Node
-from ..steps import CommandStep
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import CommandStep
+from kbootstrap.model.spec import Node
 
 NAME = "cleanup"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/bootstrap-kubelet.conf"

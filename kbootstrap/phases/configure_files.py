@@ -5,10 +5,10 @@ Services are not started here: the install phases of `init` do that once binarie
 
 from __future__ import annotations
 
-from ..render import RenderContext, render_host
-from ..runner import Phase
-from ..spec import Node
-from ..steps import FilesStep, ServicesStep, Step
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import FilesStep, ServicesStep, Step
+from kbootstrap.model.spec import Node
+from kbootstrap.render import RenderContext, render_host
 
 NAME = "files"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts.manifest import Manifest
-from ..render import RenderContext
-from ..runner import Phase
-from ..spec import Node
-from ..steps import FilesStep
-from . import bundle_payload
-from .install_runtime import RUNTIME_COMPONENTS, import_steps
+from kbootstrap.artifacts.manifest import Manifest
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import FilesStep
+from kbootstrap.model.spec import Node
+from kbootstrap.phases import bundle_payload
+from kbootstrap.phases.install_runtime import RUNTIME_COMPONENTS, import_steps
+from kbootstrap.render import RenderContext
 
 NAME = "binaries"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifact import Artifact
-from ..artifacts.debs import debs_for
-from ..artifacts.manifest import Manifest
-from ..render import RenderContext
-from ..runner import Phase
-from ..spec import Node, Role
-from ..steps import PackagesStep, Step
-from . import bundle_payload
+from kbootstrap.artifacts.debs import debs_for
+from kbootstrap.artifacts.manifest import Manifest
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import PackagesStep, Step
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node, Role
+from kbootstrap.phases import bundle_payload
+from kbootstrap.render import RenderContext
 
 NAME = "packages"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifact import Artifact
-from ..artifacts.manifest import Manifest, ManifestFile
-from ..render import RenderContext
-from ..render.node import runtime_files
-from ..runner import Phase
-from ..spec import Node
-from ..steps import CommandStep, FilesStep, ServicesStep, Step
-from . import bundle_payload
+from kbootstrap.artifacts.manifest import Manifest, ManifestFile
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import CommandStep, FilesStep, ServicesStep, Step
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node
+from kbootstrap.phases import bundle_payload
+from kbootstrap.render import RenderContext
+from kbootstrap.render.node import runtime_files
 
 NAME = "runtime"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -7,12 +7,12 @@ Built-in modules count as present: the probe looks at what the kernel offers, no
 
 from __future__ import annotations
 
-from ..etc_hosts import hosts_step
-from ..render import RenderContext
-from ..render.node import KERNEL_MODULES, kernel_files, kernel_settings
-from ..runner import Phase
-from ..spec import Node
-from ..steps import CommandStep, FilesStep, Step, SysctlStep
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import CommandStep, FilesStep, Step, SysctlStep
+from kbootstrap.model.spec import Node
+from kbootstrap.render import RenderContext
+from kbootstrap.render.etc_hosts import hosts_step
+from kbootstrap.render.node import KERNEL_MODULES, kernel_files, kernel_settings
 
 NAME = "os"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..artifact import Artifact
-from ..etcd_members import client_url
-from ..render import RenderContext, flags, render_host
-from ..spec import ClusterSpec, Node
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.etcd_members import client_url
+from kbootstrap.model.spec import ClusterSpec, Node
+from kbootstrap.render import RenderContext, flags, render_host
 
 KUBECTL = "/usr/local/bin/kubectl"
 NODE_SERVICES = ["kubelet", "kube-proxy", "kbootstrap-pod-routes"]

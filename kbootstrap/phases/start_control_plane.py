@@ -7,13 +7,13 @@ All control planes start together: kbootstrap made every certificate up front, s
 
 from __future__ import annotations
 
-from ..render import RenderContext
-from ..render.etcd import etcd_as_static_pod
-from ..runner import Phase
-from ..spec import ControlPlaneForm, Node, Role
-from ..steps import ServicesStep, Step, WaitStep
-from .add_etcd_members import member_ready_steps
-from .services import NODE_SERVICES, api_ready, inputs_for
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import ServicesStep, Step, WaitStep
+from kbootstrap.model.spec import ControlPlaneForm, Node, Role
+from kbootstrap.phases.add_etcd_members import member_ready_steps
+from kbootstrap.phases.services import NODE_SERVICES, api_ready, inputs_for
+from kbootstrap.render import RenderContext
+from kbootstrap.render.etcd import etcd_as_static_pod
 
 NAME = "control-plane"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -8,13 +8,13 @@ for its health there.
 
 from __future__ import annotations
 
-from ..render import RenderContext
-from ..render.etcd import etcd_as_static_pod
-from ..runner import Phase
-from ..spec import Node
-from ..steps import ServicesStep
-from .add_etcd_members import member_ready_steps
-from .services import inputs_for
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import ServicesStep
+from kbootstrap.model.spec import Node
+from kbootstrap.phases.add_etcd_members import member_ready_steps
+from kbootstrap.phases.services import inputs_for
+from kbootstrap.render import RenderContext
+from kbootstrap.render.etcd import etcd_as_static_pod
 
 NAME = "etcd"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

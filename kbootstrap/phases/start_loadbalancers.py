@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..render import RenderContext
-from ..render.loadbalancer import loadbalancer_files
-from ..runner import Phase
-from ..spec import Node, Role
-from ..steps import ServicesStep, Step
-from .services import service_inputs
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import ServicesStep, Step
+from kbootstrap.model.spec import Node, Role
+from kbootstrap.phases.services import service_inputs
+from kbootstrap.render import RenderContext
+from kbootstrap.render.loadbalancer import loadbalancer_files
 
 NAME = "loadbalancers"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -3,13 +3,13 @@ routes to the other nodes' pod subnets."""
 
 from __future__ import annotations
 
-from ..render import RenderContext
-from ..render.node import KUBELET_CLIENT
-from ..render.node_sync import TIMER as SYNC_TIMER
-from ..runner import Phase
-from ..spec import Node
-from ..steps import ServicesStep, WaitStep
-from .services import NODE_SERVICES, inputs_for
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import ServicesStep, WaitStep
+from kbootstrap.model.spec import Node
+from kbootstrap.phases.services import NODE_SERVICES, inputs_for
+from kbootstrap.render import RenderContext
+from kbootstrap.render.node import KUBELET_CLIENT
+from kbootstrap.render.node_sync import TIMER as SYNC_TIMER
 
 NAME = "node"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

@@ -3,12 +3,12 @@ kubelet's serving certificate, approved by kbootstrap-csr-approver (join --local
 
 from __future__ import annotations
 
-from ..render import RenderContext
-from ..render.node import KUBELET_SERVER
-from ..runner import Phase
-from ..spec import Node
-from ..steps import WaitStep
-from .services import nodes_ready
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import WaitStep
+from kbootstrap.model.spec import Node
+from kbootstrap.phases.services import nodes_ready
+from kbootstrap.render import RenderContext
+from kbootstrap.render.node import KUBELET_SERVER
 
 NAME = "ready"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 

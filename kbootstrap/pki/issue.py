@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..errors import PKIError
-from ..localfs import private_dirs, write_atomic
-from ..spec import ClusterSpec, KeyAlgorithm, Node
-from .table import CERT_BY_NAME, CERTS, KEYPAIRS, KUBECONFIGS, CertRow, SANs, Usage, alt_names, subjects
+from kbootstrap.engine.localfs import private_dirs, write_atomic
+from kbootstrap.errors import PKIError
+from kbootstrap.model.spec import ClusterSpec, KeyAlgorithm, Node
+from kbootstrap.pki.table import CERT_BY_NAME, CERTS, KEYPAIRS, KUBECONFIGS, CertRow, SANs, Usage, alt_names, subjects
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 # Issue certificates valid from a little in the past so a node whose clock lags does not reject them.

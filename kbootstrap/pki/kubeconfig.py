@@ -6,7 +6,7 @@ import base64
 
 import yaml
 
-from .issue import KeyCert
+from kbootstrap.pki.issue import KeyCert
 
 
 def _b64(data: bytes) -> str:

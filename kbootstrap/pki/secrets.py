@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..localfs import write_atomic
+from kbootstrap.engine.localfs import write_atomic
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from ..spec import ClusterSpec
-from .issue import wanted_certs
-from .table import CERTS
+from kbootstrap.model.spec import ClusterSpec
+from kbootstrap.pki.issue import wanted_certs
+from kbootstrap.pki.table import CERTS
 
 
 def issued_status(spec: ClusterSpec, root: Path) -> list[tuple[str, str, str, str, str]]:

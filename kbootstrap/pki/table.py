@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from ..spec import ClusterSpec, Node, Role
+from kbootstrap.model.spec import ClusterSpec, Node, Role
 
 
 class Usage(StrEnum):

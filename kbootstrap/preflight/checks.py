@@ -16,11 +16,11 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..errors import Problem
-from ..render import flags
-from ..render.templates import base_document, deep_merge
-from ..spec import ClusterSpec, Node, Role
-from .facts import PreflightFacts
+from kbootstrap.errors import Problem
+from kbootstrap.model.spec import ClusterSpec, Node, Role
+from kbootstrap.preflight.facts import PreflightFacts
+from kbootstrap.render import flags
+from kbootstrap.render.templates import base_document, deep_merge
 
 
 class Severity(StrEnum):

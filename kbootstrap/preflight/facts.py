@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StepError
-from ..transport.base import Transport
-from ..transport.remote import packed_python
+from kbootstrap.errors import StepError
+from kbootstrap.transport.base import Transport
+from kbootstrap.transport.remote import packed_python
 
 MODULES = ("overlay", "br_netfilter")
 COMMANDS = ("systemctl", "iptables", "mount", "nsenter")

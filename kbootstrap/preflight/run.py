@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import KbootstrapError, StepError
-from ..spec import ClusterSpec, Node
-from ..transport.base import Transport
-from .checks import Finding, check, reach_targets, required_commands, required_ports
-from .facts import PreflightFacts, gather_preflight
+from kbootstrap.errors import KbootstrapError, StepError
+from kbootstrap.model.spec import ClusterSpec, Node
+from kbootstrap.preflight.checks import Finding, check, reach_targets, required_commands, required_ports
+from kbootstrap.preflight.facts import PreflightFacts, gather_preflight
+from kbootstrap.transport.base import Transport
 
 
 def _probe(spec: ClusterSpec, node: Node, t: Transport) -> PreflightFacts | Finding:

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifact import Artifact
-from ..localfs import write_atomic
-from ..spec import Node, Role
-from .cluster_addons import cluster_addon_files
-from .cni import cni_files
-from .context import RenderContext
-from .control_plane import control_plane_files
-from .csr_approver import approver_files
-from .etcd import etcd_files
-from .loadbalancer import loadbalancer_files
-from .node import kernel_files, kube_proxy_files, kubelet_files, runtime_files
-from .node_sync import node_sync_files
-from .pki_files import pki_files
+from kbootstrap.engine.localfs import write_atomic
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node, Role
+from kbootstrap.render.cluster_addons import cluster_addon_files
+from kbootstrap.render.cni import cni_files
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.control_plane import control_plane_files
+from kbootstrap.render.csr_approver import approver_files
+from kbootstrap.render.etcd import etcd_files
+from kbootstrap.render.loadbalancer import loadbalancer_files
+from kbootstrap.render.node import kernel_files, kube_proxy_files, kubelet_files, runtime_files
+from kbootstrap.render.node_sync import node_sync_files
+from kbootstrap.render.pki_files import pki_files
 
 __all__ = ["RenderContext", "render_cluster", "render_host", "write_tree"]
 

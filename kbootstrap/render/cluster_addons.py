@@ -6,10 +6,10 @@ import base64
 
 import yaml
 
-from .. import node_profile
-from ..artifact import Artifact
-from .context import RenderContext
-from .templates import base_document
+from kbootstrap.local import node_profile
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.templates import base_document
 
 ADDONS = "/etc/kubernetes/addons"
 BOOTSTRAP_RBAC = f"{ADDONS}/kbootstrap-rbac.yaml"

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 
-from ..artifact import Artifact
-from ..spec import CNI, Node
-from .context import RenderContext
-from .templates import render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import CNI, Node
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.templates import render_text
 
 CONFLIST = "/etc/cni/net.d/10-kbootstrap.conflist"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..etcd_members import FirstStart, MembersRecord, client_url
-from ..pki.issue import ClusterPKI
-from ..pki.secrets import ClusterSecrets
-from ..spec import ClusterSpec, Node, Topology
+from kbootstrap.model.etcd_members import FirstStart, MembersRecord, client_url
+from kbootstrap.model.spec import ClusterSpec, Node, Topology
+from kbootstrap.pki.issue import ClusterPKI
+from kbootstrap.pki.secrets import ClusterSecrets
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from ..artifact import Artifact
-from ..spec import ControlPlaneForm, Node
-from . import flags
-from .context import RenderContext
-from .static_pod import Mount, Probe, static_pod
-from .templates import base_document, dump_yaml, render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import ControlPlaneForm, Node
+from kbootstrap.render import flags
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.static_pod import Mount, Probe, static_pod
+from kbootstrap.render.templates import base_document, dump_yaml, render_text
 
 FlagsFn = Callable[[RenderContext, Node], list[str]]
 

@@ -7,12 +7,12 @@ import functools
 import json
 from importlib import resources
 
-from ..artifact import Artifact
-from ..pki.table import Hosts, receives
-from ..spec import Node
-from .context import RenderContext
-from .flags import K8S
-from .templates import render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node
+from kbootstrap.pki.table import Hosts, receives
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.flags import K8S
+from kbootstrap.render.templates import render_text
 
 SERVICE = "kbootstrap-csr-approver"
 PROGRAM = "/usr/local/lib/kbootstrap/csr_approver.py"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from ..artifact import Artifact
-from ..spec import ControlPlaneForm, Node, Role
-from . import flags
-from .context import RenderContext
-from .static_pod import Mount, Probe, static_pod
-from .templates import dump_yaml, render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import ControlPlaneForm, Node, Role
+from kbootstrap.render import flags
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.static_pod import Mount, Probe, static_pod
+from kbootstrap.render.templates import dump_yaml, render_text
 
 
 def etcd_as_static_pod(ctx: RenderContext, node: Node) -> bool:

@@ -7,8 +7,8 @@ override by flag name.
 
 from __future__ import annotations
 
-from ..etcd_members import FirstStart, client_url, peer_url
-from ..spec import ClusterSpec, Node
+from kbootstrap.model.etcd_members import FirstStart, client_url, peer_url
+from kbootstrap.model.spec import ClusterSpec, Node
 
 PKI = "/etc/kubernetes/pki"
 K8S = "/etc/kubernetes"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..artifact import Artifact
-from ..spec import Node
-from .context import RenderContext
-from .flags import PKI
-from .templates import render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.flags import PKI
+from kbootstrap.render.templates import render_text
 
 
 def loadbalancer_files(ctx: RenderContext, node: Node) -> list[Artifact]:

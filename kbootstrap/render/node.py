@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..artifact import Artifact
-from ..pki.kubeconfig import kubeconfig, kubeconfig_from_files
-from ..spec import Node, Role
-from . import flags
-from .context import RenderContext
-from .templates import base_document, deep_merge, dump_yaml, render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node, Role
+from kbootstrap.pki.kubeconfig import kubeconfig, kubeconfig_from_files
+from kbootstrap.render import flags
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.templates import base_document, deep_merge, dump_yaml, render_text
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
 KUBE_PROXY_CONFIG = "/var/lib/kube-proxy/config.conf"

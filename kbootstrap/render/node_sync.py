@@ -8,11 +8,11 @@ ENV_FILE, which `join --local` writes after a successful join."""
 
 from __future__ import annotations
 
-from ..artifact import Artifact
-from ..spec import Node
-from .context import RenderContext
-from .flags import K8S
-from .templates import render_text
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.flags import K8S
+from kbootstrap.render.templates import render_text
 
 SERVICE = "kbootstrap-node-sync"
 TIMER = f"{SERVICE}.timer"

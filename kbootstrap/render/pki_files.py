@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..artifact import Artifact
-from ..pki.issue import key_pem, public_pem
-from ..pki.kubeconfig import kubeconfig
-from ..pki.table import CERTS, KEYPAIRS, KUBECONFIGS, PerNode, receives, subjects
-from ..spec import Node
-from .context import RenderContext
-from .flags import K8S, PKI
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import Node
+from kbootstrap.pki.issue import key_pem, public_pem
+from kbootstrap.pki.kubeconfig import kubeconfig
+from kbootstrap.pki.table import CERTS, KEYPAIRS, KUBECONFIGS, PerNode, receives, subjects
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.flags import K8S, PKI
 
 
 def _issued_for(ctx: RenderContext, per_node: PerNode, node: Node) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from .base import CommandResult, RoundTrips
+from kbootstrap.transport.base import CommandResult, RoundTrips
 
 
 class LocalTransport:

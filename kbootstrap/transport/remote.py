@@ -11,9 +11,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..artifact import Artifact
-from ..errors import StepError
-from .base import Transport
+from kbootstrap.errors import StepError
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.transport.base import Transport
 
 
 @cache

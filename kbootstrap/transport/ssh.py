@@ -16,9 +16,9 @@ from pathlib import Path
 
 import paramiko
 
-from ..errors import TransportError
-from ..spec import SSHSettings
-from .base import CommandResult, RoundTrips, quote
+from kbootstrap.errors import TransportError
+from kbootstrap.model.spec import SSHSettings
+from kbootstrap.transport.base import CommandResult, RoundTrips, quote
 
 # paramiko logs tracebacks from its transport thread for failures we already turn into one-line errors.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)

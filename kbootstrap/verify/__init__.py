@@ -4,8 +4,8 @@
     print_checks(checks)                                           the rich table and a summary line
 """
 
-from .checks import Check, host_probes
-from .output import checks_json, exit_code, print_checks
-from .run import run_verify
+from kbootstrap.verify.checks import Check, host_probes
+from kbootstrap.verify.output import checks_json, exit_code, print_checks
+from kbootstrap.verify.run import run_verify
 
 __all__ = ["Check", "checks_json", "exit_code", "host_probes", "print_checks", "run_verify"]

@@ -1,5 +1,5 @@
 """python -m kbootstrap.verify -i INVENTORY: the same as `kbootstrap verify`."""
 
-from .cli import _main
+from kbootstrap.verify.cli import _main
 
 _main()

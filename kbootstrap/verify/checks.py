@@ -17,13 +17,13 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from ..artifact import Artifact
-from ..render.context import RenderContext
-from ..render.csr_approver import SERVICE as APPROVER
-from ..render.csr_approver import runs_approver
-from ..render.etcd import etcd_as_static_pod
-from ..spec import ControlPlaneForm, Node, Role
-from ..transport.remote import FileFact
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import ControlPlaneForm, Node, Role
+from kbootstrap.render.context import RenderContext
+from kbootstrap.render.csr_approver import SERVICE as APPROVER
+from kbootstrap.render.csr_approver import runs_approver
+from kbootstrap.render.etcd import etcd_as_static_pod
+from kbootstrap.transport.remote import FileFact
 
 CLUSTER = "cluster"  # the host column of checks made from the controller, about the whole cluster
 SERVING_CERT = "/etc/kubernetes/pki/kubelet-serving.crt"

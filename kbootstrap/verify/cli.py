@@ -1,5 +1,5 @@
 """`kbootstrap verify`: check a running cluster against its inventory, read-only. Registered in
-kbootstrap/cli.py with `main.add_command(verify)`; runnable alone as `python -m kbootstrap.verify`."""
+kbootstrap/cli/main.py with `main.add_command(verify)`; runnable alone as `python -m kbootstrap.verify`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..cli_common import INVENTORY_HELP, _load, default_cluster_dir, fail, out, select_nodes
-from ..errors import KbootstrapError
+from kbootstrap.cli.common import INVENTORY_HELP, _load, default_cluster_dir, fail, out, select_nodes
+from kbootstrap.errors import KbootstrapError
 
 
 @click.command()
@@ -39,8 +39,8 @@ def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], pa
 
     Exit 0 when every check passes, 1 when one fails (an unreachable host is a failed check), 2 for bad input.
     """
-    from .output import checks_json, exit_code, print_checks
-    from .run import run_verify
+    from kbootstrap.verify.output import checks_json, exit_code, print_checks
+    from kbootstrap.verify.run import run_verify
 
     spec = _load(inventory)
     nodes = select_nodes(spec, hosts, connected=False)  # local workers: API checks only

@@ -11,12 +11,22 @@ import base64
 import datetime as dt
 from pathlib import Path
 
-from ..errors import PKIError
-from ..etcd_members import MembersRecord
-from ..pki.issue import CERTS, KEYPAIRS, ClusterPKI, KeyCert, PKIReport, _load_key, _load_pair, mismatch, wanted_certs
-from ..pki.secrets import ClusterSecrets
-from ..render import RenderContext
-from ..spec import ClusterSpec
+from kbootstrap.errors import PKIError
+from kbootstrap.model.etcd_members import MembersRecord
+from kbootstrap.model.spec import ClusterSpec
+from kbootstrap.pki.issue import (
+    CERTS,
+    KEYPAIRS,
+    ClusterPKI,
+    KeyCert,
+    PKIReport,
+    _load_key,
+    _load_pair,
+    mismatch,
+    wanted_certs,
+)
+from kbootstrap.pki.secrets import ClusterSecrets
+from kbootstrap.render import RenderContext
 
 
 def load_context(spec: ClusterSpec, root: Path) -> RenderContext:

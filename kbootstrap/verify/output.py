@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .checks import Check, failed
+from kbootstrap.verify.checks import Check, failed
 
 
 def checks_table(checks: list[Check], title: str = "kbootstrap verify") -> Table:

@@ -15,15 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import KbootstrapError
-from ..hosts import connect_all
-from ..phases.install_runtime import CRICTL
-from ..phases.services import etcd_health
-from ..render import RenderContext, render_host
-from ..spec import ClusterSpec, Node
-from ..transport import remote
-from ..transport.base import Transport, quote
-from .checks import (
+from kbootstrap.engine.hosts import connect_all
+from kbootstrap.errors import KbootstrapError
+from kbootstrap.model.spec import ClusterSpec, Node
+from kbootstrap.phases.install_runtime import CRICTL
+from kbootstrap.phases.services import etcd_health
+from kbootstrap.render import RenderContext, render_host
+from kbootstrap.transport import remote
+from kbootstrap.transport.base import Transport, quote
+from kbootstrap.verify.checks import (
     CLUSTER,
     SERVING_CERT,
     SERVING_KEY,
@@ -39,7 +39,7 @@ from .checks import (
     serving_cert_check,
     vip_check,
 )
-from .context import load_context, stale_certificates
+from kbootstrap.verify.context import load_context, stale_certificates
 
 
 class VerifyError(KbootstrapError):

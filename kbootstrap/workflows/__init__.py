@@ -2,10 +2,10 @@
 reset. The CLI builds a run from these; --help and the README's phase table come from (or are checked against)
 them."""
 
-from .init import INIT
-from .join import JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL
-from .reset import RESET
-from .table import Inputs, PhaseSpec, UnknownPhase, Workflow, phase_list
+from kbootstrap.workflows.init import INIT
+from kbootstrap.workflows.join import JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL
+from kbootstrap.workflows.reset import RESET
+from kbootstrap.workflows.table import Inputs, PhaseSpec, UnknownPhase, Workflow, phase_list
 
 WORKFLOWS = {w.command: w for w in (INIT, JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL, RESET)}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..phases import (
+from kbootstrap.phases import (
     add_etcd_members,
     bootstrap_cluster,
     configure_files,
@@ -14,7 +14,7 @@ from ..phases import (
     start_etcd,
     start_loadbalancers,
 )
-from .table import Inputs, PhaseSpec, Workflow
+from kbootstrap.workflows.table import Inputs, PhaseSpec, Workflow
 
 
 def _cluster(i: Inputs):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..phases import cleanup_bootstrap, configure_files, start_nodes, wait_ready
-from .init import BINARIES, INIT, OS, PACKAGES, RUNTIME
-from .table import Inputs, PhaseSpec, Workflow
+from kbootstrap.phases import cleanup_bootstrap, configure_files, start_nodes, wait_ready
+from kbootstrap.workflows.init import BINARIES, INIT, OS, PACKAGES, RUNTIME
+from kbootstrap.workflows.table import Inputs, PhaseSpec, Workflow
 
 
 def _files(i: Inputs):

@@ -3,8 +3,8 @@ their Node objects are deleted through a control plane that stays."""
 
 from __future__ import annotations
 
-from .. import reset_cluster as r
-from .table import Inputs, PhaseSpec, Workflow
+from kbootstrap.phases import reset as r
+from kbootstrap.workflows.table import Inputs, PhaseSpec, Workflow
 
 
 def _detach(i: Inputs):

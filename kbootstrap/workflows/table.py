@@ -15,10 +15,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..errors import Refused
-from ..render import RenderContext
-from ..runner import Phase
-from ..spec import Node
+from kbootstrap.engine.runner import Phase
+from kbootstrap.errors import Refused
+from kbootstrap.model.spec import Node
+from kbootstrap.render import RenderContext
 
 
 class UnknownPhase(Refused):
@@ -48,7 +48,7 @@ class Inputs:
     @cached_property
     def binaries(self) -> dict[str, list]:
         """Each node's binaries from the bundle (the services phases restart what changed among them)."""
-        from ..phases import bundle_payload
+        from kbootstrap.phases import bundle_payload
 
         assert self.bundle is not None and self.manifest is not None
         return {n.name: bundle_payload.binaries(self.ctx.spec, n, self.bundle, self.manifest)

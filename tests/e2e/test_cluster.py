@@ -28,8 +28,8 @@ import yaml
 from kbootstrap.artifacts.build import default_bundle_dir
 from kbootstrap.lab import lifecycle
 from kbootstrap.lab.layout import REPO, load_layout
+from kbootstrap.model.spec import ControlPlaneForm, Role, load_inventory
 from kbootstrap.phases.services import etcd_health
-from kbootstrap.spec import ControlPlaneForm, Role, load_inventory
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle]
 

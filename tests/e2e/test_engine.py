@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kbootstrap.artifact import Artifact
-from kbootstrap.runner import Phase, run_phases
-from kbootstrap.spec import load_inventory
-from kbootstrap.steps import FilesStep, ServicesStep
+from kbootstrap.engine.runner import Phase, run_phases
+from kbootstrap.engine.steps import FilesStep, ServicesStep
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import load_inventory
 from kbootstrap.transport.ssh import SSHTransport
 
 pytestmark = [pytest.mark.lab, pytest.mark.lab_engine("lxc")]

@@ -17,13 +17,13 @@ import pytest
 
 from kbootstrap.artifacts.build import default_bundle_dir
 from kbootstrap.artifacts.bundle import open_bundle
+from kbootstrap.engine.runner import run_phases
+from kbootstrap.engine.steps import FilesStep
+from kbootstrap.model.spec import load_inventory
 from kbootstrap.phases.install_kubernetes import install_kubernetes
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext
-from kbootstrap.runner import run_phases
-from kbootstrap.spec import load_inventory
-from kbootstrap.steps import FilesStep
 from kbootstrap.transport import remote
 from kbootstrap.transport.ssh import SSHTransport
 

@@ -31,7 +31,7 @@ import yaml
 from kbootstrap.artifacts.build import default_bundle_dir
 from kbootstrap.lab import lifecycle
 from kbootstrap.lab.layout import REPO, load_layout
-from kbootstrap.spec import load_inventory
+from kbootstrap.model.spec import load_inventory
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle]
 

@@ -8,12 +8,12 @@ import pytest
 
 from kbootstrap.artifacts.build import default_bundle_dir
 from kbootstrap.artifacts.bundle import open_bundle
+from kbootstrap.engine.runner import run_phases
+from kbootstrap.model.spec import load_inventory
 from kbootstrap.phases.install_runtime import install_runtime
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext
-from kbootstrap.runner import run_phases
-from kbootstrap.spec import load_inventory
 from kbootstrap.transport.ssh import SSHTransport
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle, pytest.mark.lab_engine("lxc")]

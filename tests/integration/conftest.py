@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kbootstrap import versions
 from kbootstrap.artifacts.build import default_bundle_dir
+from kbootstrap.model import versions
 
 
 def required_bundle_versions() -> list[str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kbootstrap import versions
 from kbootstrap.artifacts.catalog import CNI_PLUGINS, KUBE_BINARIES, PINS, Kind, release_artifacts
 from kbootstrap.artifacts.manifest import verify_dir
+from kbootstrap.model import versions
 
 pytestmark = pytest.mark.bundle
 

@@ -24,8 +24,16 @@ from click.testing import CliRunner
 from kbootstrap.artifacts.bundle import open_bundle
 from kbootstrap.artifacts.catalog import OS_PACKAGES, Kind, packages_for
 from kbootstrap.artifacts.cli import artifacts
-from kbootstrap.artifacts.debs import (INSTALLED_QUERY, add_debs, baseline_status, compare_versions, debs_for,
-                                       debs_to_install, installed_versions, parse_stanzas)
+from kbootstrap.artifacts.debs import (
+    INSTALLED_QUERY,
+    add_debs,
+    baseline_status,
+    compare_versions,
+    debs_for,
+    debs_to_install,
+    installed_versions,
+    parse_stanzas,
+)
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.manifest import Manifest, read_manifest, sha256_file, verify_dir, write_manifest
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from kbootstrap import versions
 from kbootstrap.artifacts.images import binary_image, build_image_archive, build_pause_binary, pause_image
+from kbootstrap.model import versions
 
 NS = "k8s.io"
 

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from kbootstrap.errors import SpecError
 from kbootstrap.model import component_config
+from kbootstrap.model.spec import build_spec
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext
 from kbootstrap.render.node import kube_proxy_files, kubelet_files
-from kbootstrap.spec import build_spec
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.tools

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from kbootstrap.artifact import Artifact
+from kbootstrap.engine.journal import ClusterLock, Journal, LockHeld
+from kbootstrap.engine.runner import Phase, run_phases
+from kbootstrap.engine.steps import CommandStep, FilesStep
 from kbootstrap.errors import StepError
-from kbootstrap.journal import ClusterLock, Journal, LockHeld
-from kbootstrap.runner import Phase, run_phases
-from kbootstrap.steps import CommandStep, FilesStep
+from kbootstrap.model.artifact import Artifact
 from kbootstrap.transport import remote
 from kbootstrap.transport.local import LocalTransport
 
@@ -118,7 +118,7 @@ def test_step_error_names_host_step_command_code_and_stderr():
 
 
 def test_wait_step_passes_once_its_probe_does_and_times_out_with_what_and_why(tmp_path):
-    from kbootstrap.steps import WaitStep
+    from kbootstrap.engine.steps import WaitStep
 
     t = LocalTransport()
     flag = tmp_path / "ready"
@@ -133,7 +133,7 @@ def test_wait_step_passes_once_its_probe_does_and_times_out_with_what_and_why(tm
 def test_daemon_reload_once_per_run_even_when_services_come_in_a_later_phase():
     """A unit written in one phase and started in a later one: the later ServicesStep reloads only if no reload
     ran since the write, and still restarts for the change (its decisions, from facts alone)."""
-    from kbootstrap.steps import RunChanges, ServicesStep
+    from kbootstrap.engine.steps import RunChanges, ServicesStep
 
     unit = "/etc/systemd/system/x.service"
     changed = RunChanges()

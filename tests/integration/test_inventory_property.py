@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kbootstrap.errors import PKIError, SpecError
+from kbootstrap.model.spec import Inventory, build_spec
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
-from kbootstrap.spec import Inventory, build_spec
 from tests.conftest import REPO
 
 BASE = yaml.safe_load((REPO / "inventories" / "lab-stacked.yaml").read_text())

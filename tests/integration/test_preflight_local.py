@@ -12,10 +12,10 @@ from contextlib import closing
 
 import pytest
 
+from kbootstrap.model.spec import build_spec
 from kbootstrap.preflight import checks
 from kbootstrap.preflight.facts import gather_preflight
 from kbootstrap.preflight.run import run_preflight
-from kbootstrap.spec import build_spec
 from kbootstrap.transport.local import LocalTransport
 
 

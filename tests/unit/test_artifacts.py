@@ -12,10 +12,19 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from kbootstrap import versions
 from kbootstrap.artifacts import build
-from kbootstrap.artifacts.catalog import (CNI_PLUGINS, KUBE_BINARIES, OS_PACKAGES, PINS, Install, Kind,
-                                          control_plane_images, mirror_url, packages_for, release_artifacts)
+from kbootstrap.artifacts.catalog import (
+    CNI_PLUGINS,
+    KUBE_BINARIES,
+    OS_PACKAGES,
+    PINS,
+    Install,
+    Kind,
+    control_plane_images,
+    mirror_url,
+    packages_for,
+    release_artifacts,
+)
 from kbootstrap.artifacts.cli import artifacts
 from kbootstrap.artifacts.debs import compare_versions, debs_for, debs_to_install, installed_versions
 from kbootstrap.artifacts.errors import ArtifactError
@@ -23,6 +32,7 @@ from kbootstrap.artifacts.fetch import parse_checksum
 from kbootstrap.artifacts.images import LayerFile, binary_image, build_image_archive, layer_tar, pause_image
 from kbootstrap.artifacts.lock import load_lock, lock_path
 from kbootstrap.artifacts.manifest import Manifest, ManifestFile, verify_dir, write_manifest
+from kbootstrap.model import versions
 
 ALL = list(versions.SUPPORTED)
 

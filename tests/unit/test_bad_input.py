@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from kbootstrap.errors import SpecError
-from kbootstrap.spec import MAX_INVENTORY_BYTES, build_spec, parse_inventory
+from kbootstrap.model.spec import MAX_INVENTORY_BYTES, build_spec, parse_inventory
 from tests.conftest import INVENTORIES
 
 STACKED = (INVENTORIES / "lab-stacked.yaml").read_text()

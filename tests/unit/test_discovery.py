@@ -19,8 +19,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from kbootstrap.discovery import (CLUSTER_INFO, DiscoveryError, _b64url, ca_pin, discover, jws_detached_valid,
-                                  parse_token)
+from kbootstrap.local.discovery import (
+    CLUSTER_INFO,
+    DiscoveryError,
+    _b64url,
+    ca_pin,
+    discover,
+    jws_detached_valid,
+    parse_token,
+)
 
 # staging/src/k8s.io/cluster-bootstrap/token/jws/jws_test.go
 CONTENT = "Hello from the other side. I must have called a thousand times."

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kbootstrap import etc_hosts
-from kbootstrap.spec import load_inventory
+from kbootstrap.model.spec import load_inventory
+from kbootstrap.render import etc_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 

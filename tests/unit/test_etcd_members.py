@@ -9,14 +9,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from kbootstrap.cli import main
-from kbootstrap.etcd_members import MembersRecord, MembersRecordError
-from kbootstrap.join_control_planes import JoinControlPlaneError, control_side, members_to_add
+from kbootstrap.cli.main import main
+from kbootstrap.model.etcd_members import MembersRecord, MembersRecordError
+from kbootstrap.model.spec import build_spec
 from kbootstrap.phases.add_etcd_members import add_etcd_members, is_joining, promote_step
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
-from kbootstrap.spec import build_spec
+from kbootstrap.workflows.join_control_planes import JoinControlPlaneError, control_side, members_to_add
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_a_damaged_record_is_named(tmp_path):
 
 
 def test_load_balancers_reload_for_configuration_and_restart_for_a_new_unit():
-    from kbootstrap.steps import ServicesStep
+    from kbootstrap.engine.steps import ServicesStep
     from kbootstrap.transport.remote import HostFacts
 
     running = HostFacts(units={"haproxy.service": {"ActiveState": "active", "UnitFileState": "enabled"}})

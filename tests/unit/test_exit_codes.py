@@ -10,16 +10,16 @@ import sys
 
 import pytest
 
-from kbootstrap.cli_common import exit_for
-from kbootstrap.discovery import DiscoveryError
+from kbootstrap.cli.common import exit_for
+from kbootstrap.engine.journal import LockHeld
+from kbootstrap.engine.runner import HostResult, RunResult
+from kbootstrap.engine.steps import Change
 from kbootstrap.errors import ExitCode, SpecError, StepError, TransportError
-from kbootstrap.init_cluster import PreflightFailed
-from kbootstrap.join_local import LocalJoinError, NodeNotReady
-from kbootstrap.journal import LockHeld
 from kbootstrap.lab.errors import LabError, LabRefused
-from kbootstrap.runner import HostResult, RunResult
-from kbootstrap.steps import Change
+from kbootstrap.local.discovery import DiscoveryError
+from kbootstrap.local.join import LocalJoinError, NodeNotReady
 from kbootstrap.workflows import UnknownPhase
+from kbootstrap.workflows.init_cluster import PreflightFailed
 from tests.conftest import REPO
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kbootstrap.errors import SpecError
-from kbootstrap.spec import build_spec, parse_inventory
+from kbootstrap.model.spec import build_spec, parse_inventory
 
 VALID = yaml.safe_load((Path(__file__).resolve().parents[2] / "inventories/lab-stacked.yaml").read_text())
 

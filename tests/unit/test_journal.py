@@ -5,7 +5,7 @@ as configured (they did: every entry was keyed by host and phase alone, and rese
 
 from __future__ import annotations
 
-from kbootstrap.journal import Journal
+from kbootstrap.engine.journal import Journal
 
 
 def _run(root, command: str, applied: bool, *entries: tuple[str, str, bool]) -> None:

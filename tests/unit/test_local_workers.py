@@ -12,16 +12,16 @@ import click
 import pytest
 import yaml
 
-from kbootstrap.cli import _duration, select_nodes
+from kbootstrap.cli.main import _duration, select_nodes
 from kbootstrap.errors import SpecError
-from kbootstrap.join_local import LocalJoinError, this_node
-from kbootstrap.node_profile import ProfileError, profile_yaml, spec_from_profile
+from kbootstrap.local.join import LocalJoinError, this_node
+from kbootstrap.local.node_profile import ProfileError, profile_yaml, spec_from_profile
+from kbootstrap.model.spec import build_spec, load_inventory
 from kbootstrap.pki.issue import ca_only, ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.pki.table import Hosts, PerNode, nodes_for
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.render.cluster_addons import CLUSTER_INFO, LOCAL_JOIN
-from kbootstrap.spec import build_spec, load_inventory
 
 LOCAL = Path(__file__).resolve().parents[2] / "inventories" / "lab-local.yaml"
 
@@ -92,7 +92,7 @@ def test_control_planes_run_the_approver_for_local_workers_only(spec, ctx, tmp_p
 
 
 def test_reset_stops_the_approver_and_removes_its_files(ctx):
-    from kbootstrap.reset_cluster import reset_paths, services_to_stop
+    from kbootstrap.phases.reset import reset_paths, services_to_stop
 
     lcp1 = ctx.spec.node("lcp1")
     assert services_to_stop(ctx, lcp1)[-1] == "kbootstrap-csr-approver"
@@ -101,8 +101,8 @@ def test_reset_stops_the_approver_and_removes_its_files(ctx):
 
 
 def test_a_local_worker_gets_the_node_sync_timer_and_reset_stops_it_first(spec, ctx):
-    from kbootstrap.reset_cluster import reset_paths, services_to_stop
-    from kbootstrap.steps import ServicesStep
+    from kbootstrap.engine.steps import ServicesStep
+    from kbootstrap.phases.reset import reset_paths, services_to_stop
 
     sync = {"/etc/systemd/system/kbootstrap-node-sync.service", "/etc/systemd/system/kbootstrap-node-sync.timer"}
     lw2 = {a.path: a for a in render_host(ctx, spec.node("lw2"))}
@@ -122,8 +122,8 @@ def test_node_sync_env_holds_the_join_inputs_and_no_secret(ctx, tmp_path):
     import sys
 
     import kbootstrap
-    from kbootstrap.discovery import ca_pin
-    from kbootstrap.join_local import node_sync_env
+    from kbootstrap.local.discovery import ca_pin
+    from kbootstrap.local.join import node_sync_env
 
     ca = ctx.pki.ca("ca").cert_pem
     env = node_sync_env("https://10.77.0.241:6443", ca, tmp_path).decode()
@@ -179,14 +179,14 @@ def test_token_ttl():
 def test_token_delete_refuses_a_malformed_id_before_connecting(token_id):
     from click.testing import CliRunner
 
-    from kbootstrap.cli import main
+    from kbootstrap.cli.main import main
 
     r = CliRunner().invoke(main, ["token", "delete", token_id, "-i", str(LOCAL)])
     assert r.exit_code == 2 and "expected the 6-character token id" in r.output, r.output
 
 
 def test_the_join_keeps_what_reset_local_needs(spec, ctx, tmp_path, monkeypatch):
-    from kbootstrap.join_local import Joined
+    from kbootstrap.local.join import Joined
 
     monkeypatch.setattr(Joined, "PATH", tmp_path / "joined.yaml")
     with pytest.raises(LocalJoinError, match="was not joined with `kbootstrap join --local`"):
@@ -200,8 +200,8 @@ def test_the_join_keeps_what_reset_local_needs(spec, ctx, tmp_path, monkeypatch)
 
 def test_a_joined_node_trusts_its_own_ca_only_under_the_same_pin(ctx, tmp_path):
     """A re-run on a joined node uses no token and no network for trust; another cluster's pin is refused."""
-    from kbootstrap.discovery import ca_pin
-    from kbootstrap.join_local import establish_trust
+    from kbootstrap.local.discovery import ca_pin
+    from kbootstrap.local.join import establish_trust
 
     ca, cert = tmp_path / "ca.crt", tmp_path / "kubelet-client-current.pem"
     ca.write_bytes(ctx.pki.ca("ca").cert_pem)

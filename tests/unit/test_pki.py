@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kbootstrap.errors import PKIError
+from kbootstrap.model.spec import build_spec
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
-from kbootstrap.spec import build_spec
 
 REFERENCE = yaml.safe_load((Path(__file__).resolve().parents[1] / "reference/kubeadm_pki.yaml").read_text())
 EKU = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}

@@ -13,11 +13,11 @@ import pytest
 
 from kbootstrap.errors import StepError, TransportError
 from kbootstrap.hostside import probe
+from kbootstrap.model.spec import build_spec
 from kbootstrap.preflight import checks
 from kbootstrap.preflight.checks import Finding, Severity, check, format_problems, reach_targets, required_ports
 from kbootstrap.preflight.facts import COMMANDS, Connect, Listener, PreflightFacts, Swap, from_json, gather_preflight
 from kbootstrap.preflight.run import run_preflight
-from kbootstrap.spec import build_spec
 from kbootstrap.transport.base import CommandResult, RoundTrips
 
 E, W = Severity.ERROR, Severity.WARNING

@@ -10,11 +10,11 @@ import tomllib
 import pytest
 import yaml
 
+from kbootstrap.model.spec import build_spec
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.render.templates import systemd_arg
-from kbootstrap.spec import build_spec
 
 
 def render(data, tmp_path, token=None):

@@ -14,19 +14,26 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from kbootstrap.engine.reset_steps import RemovePathsStep, StopServicesStep, check_removable, collapse
+from kbootstrap.engine.runner import RunResult
+from kbootstrap.engine.steps import ShellStep
 from kbootstrap.errors import StepError
+from kbootstrap.model.spec import build_spec
+from kbootstrap.phases.reset import (
+    IPTABLES_FILTER,
+    detach_host,
+    iptables_step,
+    partial_reset_problem,
+    reset_paths,
+    services_to_stop,
+    without_kube_rules,
+)
 from kbootstrap.pki.issue import ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
-from kbootstrap.workflows import RESET, Inputs
-from kbootstrap.reset_cluster import (IPTABLES_FILTER, detach_host, iptables_step, partial_reset_problem,
-                                      reset_paths, services_to_stop, without_kube_rules)
-from kbootstrap.reset_steps import RemovePathsStep, StopServicesStep, check_removable, collapse
-from kbootstrap.steps import ShellStep
-from kbootstrap.runner import RunResult
-from kbootstrap.spec import build_spec
 from kbootstrap.transport.base import CommandResult, RoundTrips
 from kbootstrap.transport.remote import FileFact, HostFacts
+from kbootstrap.workflows import RESET, Inputs
 
 INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 W1_IPTABLES = Path(__file__).parent / "data" / "iptables-save-w1.txt"  # `iptables-save` of a lab worker
@@ -131,7 +138,7 @@ def test_purge_removes_the_binaries_it_is_given(stacked):
 def test_purge_paths_follow_the_bundle_manifest(stacked):
     from kbootstrap.artifacts.catalog import Kind
     from kbootstrap.artifacts.manifest import Install, ManifestFile
-    from kbootstrap.reset_cluster import purge_paths
+    from kbootstrap.phases.reset import purge_paths
 
     def f(component, dest, roles):
         return ManifestFile(path=f"{component}/x", sha256="0" * 64, size=1, kind=Kind.BINARY, component=component, version="1",
@@ -340,7 +347,7 @@ def test_iptables_step_cleans_once_then_finds_nothing_to_do(fake_iptables):
 
 @pytest.fixture
 def fake_session(monkeypatch, stacked):
-    import kbootstrap.engine_cli as engine_cli
+    import kbootstrap.cli.session as engine_cli
 
     calls = []
 
@@ -367,7 +374,7 @@ INV = str(INVENTORIES / "lab-stacked.yaml")
 
 
 def test_reset_refuses_without_yes_and_touches_no_host(fake_session):
-    from kbootstrap.reset_cli import reset
+    from kbootstrap.cli.reset import reset
 
     r = CliRunner().invoke(reset, ["-i", INV])
     assert r.exit_code == 2 and "refusing" in r.output and "--yes" in r.output and "--dry-run" in r.output
@@ -375,7 +382,7 @@ def test_reset_refuses_without_yes_and_touches_no_host(fake_session):
 
 
 def test_dry_run_needs_no_yes_and_applies_nothing(fake_session):
-    from kbootstrap.reset_cli import reset
+    from kbootstrap.cli.reset import reset
 
     r = CliRunner().invoke(reset, ["-i", INV, "--dry-run", "--parallel", "4"])
     assert r.exit_code == 0, r.output
@@ -384,7 +391,7 @@ def test_dry_run_needs_no_yes_and_applies_nothing(fake_session):
 
 
 def test_yes_applies_and_a_worker_reset_also_connects_the_control_plane_that_detaches_it(fake_session):
-    from kbootstrap.reset_cli import reset
+    from kbootstrap.cli.reset import reset
 
     r = CliRunner().invoke(reset, ["-i", INV, "--yes", "--host", "w2"])
     assert r.exit_code == 0, r.output
@@ -394,16 +401,16 @@ def test_yes_applies_and_a_worker_reset_also_connects_the_control_plane_that_det
 
 
 def test_partial_etcd_reset_is_refused_on_the_command_line(fake_session):
-    from kbootstrap.reset_cli import reset
+    from kbootstrap.cli.reset import reset
 
     r = CliRunner().invoke(reset, ["-i", INV, "--yes", "--host", "cp2"])
     assert r.exit_code == 2 and "etcd" in r.output and fake_session == []
 
 
 def test_verify_and_reset_register_on_the_main_group():
-    """What kbootstrap/cli.py does with them: `main.add_command(verify)`, `main.add_command(reset)`."""
-    from kbootstrap.cli import main
-    from kbootstrap.reset_cli import reset
+    """What kbootstrap/cli/main.py does with them: `main.add_command(verify)`, `main.add_command(reset)`."""
+    from kbootstrap.cli.main import main
+    from kbootstrap.cli.reset import reset
     from kbootstrap.verify.cli import verify
 
     main.add_command(verify)

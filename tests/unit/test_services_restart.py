@@ -4,7 +4,7 @@ leave it on the old configuration; and a reload counts as having read it (haprox
 
 from __future__ import annotations
 
-from kbootstrap.steps import ServicesStep
+from kbootstrap.engine.steps import ServicesStep
 from kbootstrap.transport.remote import HostFacts
 
 CFG = "/etc/haproxy/haproxy.cfg"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kbootstrap.errors import SpecError
-from kbootstrap.spec import Role, Topology, build_spec, json_schema, load_inventory, parse_inventory
+from kbootstrap.model.spec import Role, Topology, build_spec, json_schema, load_inventory, parse_inventory
 
 INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kbootstrap.steps import CommandStep, Wants
+from kbootstrap.engine.steps import CommandStep, Wants
 
 
 def test_two_steps_with_one_name_and_different_probes_are_refused():
@@ -15,11 +15,11 @@ def test_two_steps_with_one_name_and_different_probes_are_refused():
 
 def test_every_reset_plan_names_each_step_of_a_host_once(tmp_path, stacked_data, external_data):
     """The reset phases (whole cluster, some workers) build; merging every host's wants raises on a clash."""
+    from kbootstrap.model.spec import build_spec
     from kbootstrap.pki.issue import ensure_pki
     from kbootstrap.pki.secrets import ensure_secrets
     from kbootstrap.render import RenderContext
     from kbootstrap.workflows import RESET, Inputs
-    from kbootstrap.spec import build_spec
 
     for data in (stacked_data, external_data):
         data["certificates"] = {"key_algorithm": "ecdsa-p256"}

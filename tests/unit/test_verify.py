@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from kbootstrap.artifact import Artifact
 from kbootstrap.errors import PKIError, TransportError
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.spec import KeyAlgorithm, build_spec
 from kbootstrap.pki.issue import KeyCert, Wanted, make_ca, new_key, sign
 from kbootstrap.pki.table import Usage
 from kbootstrap.render import RenderContext
-from kbootstrap.spec import KeyAlgorithm, build_spec
 from kbootstrap.transport.base import CommandResult, RoundTrips
 from kbootstrap.transport.remote import FileFact
 from kbootstrap.verify import checks as C
@@ -366,11 +366,11 @@ def test_a_probe_that_errors_is_a_failed_row_not_a_traceback(small_spec):
 
 
 def test_verify_runs_alone_as_a_module():
-    """`python -m kbootstrap.verify` in a fresh interpreter: it failed on an import cycle with kbootstrap/cli.py."""
+    """`python -m kbootstrap.verify` in a fresh interpreter: it failed on an import cycle with kbootstrap/cli/main.py."""
     import subprocess
     import sys
 
     r = subprocess.run([sys.executable, "-m", "kbootstrap.verify", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "Check that the cluster runs as the inventory says" in r.stdout, r.stderr
-    r = subprocess.run([sys.executable, "-c", "import kbootstrap.reset_cli"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", "import kbootstrap.cli.reset"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -43,7 +43,7 @@ def test_the_readme_init_table_is_the_workflow():
 
 def test_no_command_types_a_phase_list_by_hand():
     """The commands' help texts hold a {phases} placeholder, not phase names in a column."""
-    for path in ("kbootstrap/cli.py", "kbootstrap/reset_cli.py"):
+    for path in ("kbootstrap/cli/main.py", "kbootstrap/cli/reset.py"):
         source = (REPO / path).read_text()
         assert not re.search(r"^\s+(os|stop)\s{3,}\S", source, re.M), path
 
@@ -68,10 +68,10 @@ def test_an_unknown_phase_is_refused_before_any_host(tmp_path):
 
 @pytest.fixture
 def stacked(tmp_path):
+    from kbootstrap.model.spec import load_inventory
     from kbootstrap.pki.issue import ensure_pki
     from kbootstrap.pki.secrets import ensure_secrets
     from kbootstrap.render import RenderContext
-    from kbootstrap.spec import load_inventory
 
     spec = load_inventory(REPO / "inventories/lab-stacked.yaml")
     return RenderContext(spec, ensure_pki(spec, tmp_path), ensure_secrets(tmp_path))

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import click
 from rich.table import Table
 
-from . import __version__
-from .artifacts.cli import artifacts
-from .cli_common import (
+from kbootstrap import __version__
+from kbootstrap.artifacts.cli import artifacts
+from kbootstrap.cli.common import (
     ARTIFACTS_OPTION,
     EXIT_CODES_HELP,
     HOST_OPTIONS,
@@ -29,18 +29,18 @@ from .cli_common import (
     phase_options,
     select_nodes,
 )
-from .errors import KbootstrapError
-from .lab.cli import lab
-from .reset_cli import reset
-from .verify.cli import verify
+from kbootstrap.cli.reset import reset
+from kbootstrap.errors import KbootstrapError
+from kbootstrap.lab.cli import lab
+from kbootstrap.verify.cli import verify
 
 if TYPE_CHECKING:
-    from .runner import RunResult
-    from .spec import Node
+    from kbootstrap.engine.runner import RunResult
+    from kbootstrap.model.spec import Node
 
 
 class _Group(click.Group):
-    """Print kbootstrap's own errors as clean messages, never tracebacks, with their exit code (cli_common.fail)."""
+    """Print kbootstrap's own errors as clean messages, never tracebacks, with their exit code (cli.common.fail)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -90,10 +90,10 @@ def render(inventory: Path, output: Path, cluster_dir: Path | None, hosts: tuple
 
     Nothing is sent to any host. Private keys and kubeconfigs are written 0600.
     """
-    from .etcd_members import MembersRecord
-    from .pki.issue import ensure_pki
-    from .pki.secrets import ensure_secrets
-    from .render import RenderContext, render_host, write_tree
+    from kbootstrap.model.etcd_members import MembersRecord
+    from kbootstrap.pki.issue import ensure_pki
+    from kbootstrap.pki.secrets import ensure_secrets
+    from kbootstrap.render import RenderContext, render_host, write_tree
 
     spec = _load(inventory)
     nodes = select_nodes(spec, hosts, connected=False)
@@ -123,7 +123,7 @@ def plan(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output) 
     Secrets (keys, kubeconfigs, the encryption config) are shown as digests, never their content.
     Exit 0 when nothing would change, 3 when something would, 1 when a host could not be checked.
     """
-    from .engine_cli import converge
+    from kbootstrap.cli.session import converge
 
     result = converge(_load(inventory), cluster_dir, hosts, parallel, accept_new_host_keys, output, apply=False)
     exit_for(result, dry_run=True)
@@ -137,7 +137,7 @@ def apply(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output)
     Re-running changes nothing once hosts match. A run cut short (host down, SSH lost) is resumed by
     running it again: each file is written atomically, so a host holds the old or the new file, never half.
     """
-    from .engine_cli import converge
+    from kbootstrap.cli.session import converge
 
     result = converge(_load(inventory), cluster_dir, hosts, parallel, accept_new_host_keys, output, apply=True)
     exit_for(result, dry_run=False)
@@ -162,11 +162,11 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     Re-running resumes after a failure and changes nothing on a finished cluster.
     Then add workers with `kbootstrap join`.
     """
-    from .engine_cli import session
-    from .etcd_members import MembersRecord
-    from .init_cluster import init_nodes, preflight, write_admin_kubeconfig
-    from .phases.bundle_payload import load_bundle
-    from .workflows import INIT, Inputs
+    from kbootstrap.cli.session import session
+    from kbootstrap.model.etcd_members import MembersRecord
+    from kbootstrap.phases.bundle_payload import load_bundle
+    from kbootstrap.workflows import INIT, Inputs
+    from kbootstrap.workflows.init_cluster import init_nodes, preflight, write_admin_kubeconfig
 
     spec = _load(inventory)
     if topology and topology != spec.cluster.topology.value:
@@ -265,11 +265,11 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     if control_plane:
         return _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output,
                                     artifacts, dry_run, skip_phases, only_phases)
-    from .engine_cli import session
-    from .init_cluster import preflight
-    from .join_nodes import BootstrapToken, join_targets, unjoined
-    from .phases.bundle_payload import load_bundle
-    from .workflows import JOIN, Inputs
+    from kbootstrap.cli.session import session
+    from kbootstrap.phases.bundle_payload import load_bundle
+    from kbootstrap.workflows import JOIN, Inputs
+    from kbootstrap.workflows.init_cluster import preflight
+    from kbootstrap.workflows.join_nodes import BootstrapToken, join_targets, unjoined
 
     spec = _load(inventory)
     targets = join_targets(select_nodes(spec, hosts))
@@ -302,7 +302,7 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
 
 def _join_local(inventory, hosts, control_plane, server, token, token_file, ca_cert_hash, artifacts, node_name,
                 dry_run, timeout, output) -> None:
-    from .join_local import read_token, run_local_join
+    from kbootstrap.local.join import read_token, run_local_join
 
     if inventory is not None or hosts or control_plane:
         raise click.BadParameter("--local joins this machine from the cluster's own settings: no -i, --host or "
@@ -318,14 +318,14 @@ def _join_local(inventory, hosts, control_plane, server, token, token_file, ca_c
 
 def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts,
                          dry_run, skip_phases, only_phases) -> None:
-    from .engine_cli import session
-    from .errors import KbootstrapError
-    from .etcd_members import MembersRecord
-    from .init_cluster import init_nodes, preflight, write_admin_kubeconfig
-    from .join_control_planes import control_side, members_to_add
-    from .join_nodes import unjoined
-    from .phases.bundle_payload import load_bundle
-    from .workflows import JOIN_CONTROL_PLANE, Inputs
+    from kbootstrap.cli.session import session
+    from kbootstrap.errors import KbootstrapError
+    from kbootstrap.model.etcd_members import MembersRecord
+    from kbootstrap.phases.bundle_payload import load_bundle
+    from kbootstrap.workflows import JOIN_CONTROL_PLANE, Inputs
+    from kbootstrap.workflows.init_cluster import init_nodes, preflight, write_admin_kubeconfig
+    from kbootstrap.workflows.join_control_planes import control_side, members_to_add
+    from kbootstrap.workflows.join_nodes import unjoined
 
     spec = _load(inventory)
     selected = select_nodes(spec, hosts) if hosts else spec.control_planes
@@ -406,9 +406,9 @@ def token_create(inventory, cluster_dir, accept_new_host_keys, ttl, print_join_c
     command carries the API URL and the pin of the cluster CA's public key (sha256 of its
     SubjectPublicKeyInfo, as kubeadm's --discovery-token-ca-cert-hash).
     """
-    from .discovery import ca_pin
-    from .engine_cli import session
-    from .join_nodes import BootstrapToken, wait_signed
+    from kbootstrap.cli.session import session
+    from kbootstrap.local.discovery import ca_pin
+    from kbootstrap.workflows.join_nodes import BootstrapToken, wait_signed
 
     spec = _load(inventory)
     if not spec.local_nodes:
@@ -436,9 +436,9 @@ def token_delete(token_id, inventory, cluster_dir, accept_new_host_keys) -> None
     A node that already joined keeps working (it holds its own certificate); one that has not can no longer
     use the token. Deleting a token that is gone is not an error.
     """
-    from .discovery import TOKEN_ID
-    from .engine_cli import session
-    from .join_nodes import delete_token
+    from kbootstrap.cli.session import session
+    from kbootstrap.local.discovery import TOKEN_ID
+    from kbootstrap.workflows.join_nodes import delete_token
 
     token_id = token_id.split(".")[0]
     if not TOKEN_ID.match(token_id):
@@ -462,7 +462,7 @@ def certs() -> None:
 @click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (shows expiry of issued certs).")
 def certs_list(inventory: Path | None, cluster_dir: Path | None) -> None:
     """Show the certificate table: CA, subject, usages, and which hosts get the certificate and the key."""
-    from .pki.table import CERTS, KEYPAIRS, KUBECONFIGS, nodes_for
+    from kbootstrap.pki.table import CERTS, KEYPAIRS, KUBECONFIGS, nodes_for
 
     spec = _load(inventory) if inventory else None
 
@@ -487,7 +487,7 @@ def certs_list(inventory: Path | None, cluster_dir: Path | None) -> None:
     out.print(table)
 
     if spec is not None and cluster_dir is not None:
-        from .pki.status import issued_status
+        from kbootstrap.pki.status import issued_status
 
         status = Table(title=f"issued in {cluster_dir}")
         for col in ("certificate", "node", "subject", "expires", "days left"):
@@ -500,7 +500,7 @@ def certs_list(inventory: Path | None, cluster_dir: Path | None) -> None:
 @main.command()
 def schema() -> None:
     """Print the inventory's JSON Schema (for editors: yaml-language-server, VS Code)."""
-    from .spec import json_schema
+    from kbootstrap.model.spec import json_schema
 
     click.echo(json_schema())
 

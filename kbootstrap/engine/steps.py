@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .artifact import Artifact
-from .artifacts.debs import INSTALLED_QUERY, debs_to_install, installed_versions
-from .artifacts.manifest import ManifestFile
-from .engine.poll import Pending, poll
-from .errors import StepError
-from .transport import remote
-from .transport.base import CommandResult, Transport
-from .transport.remote import HostFacts
+from kbootstrap.artifacts.debs import INSTALLED_QUERY, debs_to_install, installed_versions
+from kbootstrap.artifacts.manifest import ManifestFile
+from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.errors import StepError
+from kbootstrap.model.artifact import Artifact
+from kbootstrap.transport import remote
+from kbootstrap.transport.base import CommandResult, Transport
+from kbootstrap.transport.remote import HostFacts
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from .errors import Refused
-from .localfs import write_atomic
-from .spec import ClusterSpec, Node
+from kbootstrap.engine.localfs import write_atomic
+from kbootstrap.errors import Refused
+from kbootstrap.model.spec import ClusterSpec, Node
 
 FILE = "etcd-members.yaml"
 _HEADER = (b"# Written by kbootstrap: how each etcd member first started (etcd reads --initial-cluster only then).\n"

@@ -15,16 +15,16 @@ import json
 import secrets
 import string
 
-from .engine.poll import Pending, poll
-from .engine_cli import Session
-from .errors import KbootstrapError
-from .phases.services import kubectl
-from .render.cluster_addons import BOOTSTRAP_GROUP
-from .render.node import KUBELET_CLIENT
-from .render.templates import dump_yaml
-from .spec import Node, Role
-from .transport import remote
-from .transport.base import CommandResult, Transport
+from kbootstrap.cli.session import Session
+from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.errors import KbootstrapError
+from kbootstrap.model.spec import Node, Role
+from kbootstrap.phases.services import kubectl
+from kbootstrap.render.cluster_addons import BOOTSTRAP_GROUP
+from kbootstrap.render.node import KUBELET_CLIENT
+from kbootstrap.render.templates import dump_yaml
+from kbootstrap.transport import remote
+from kbootstrap.transport.base import CommandResult, Transport
 
 TOKEN_TTL = dt.timedelta(minutes=15)
 _ALPHABET = string.ascii_lowercase + string.digits

@@ -9,8 +9,8 @@ import os
 import socket
 from pathlib import Path
 
-from .errors import Refused
-from .localfs import private_dirs
+from kbootstrap.engine.localfs import private_dirs
+from kbootstrap.errors import Refused
 
 SETS_UP = ("init", "join", "join --local")  # the commands whose `files` phase configures a host
 UNDOES = ("reset", "reset --local")

@@ -21,9 +21,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from . import versions
-from .errors import Problem, SpecError
-from .model import component_config
+from kbootstrap.errors import Problem, SpecError
+from kbootstrap.model import component_config, versions
 
 # RFC 1123 label: what Kubernetes accepts as a node name and what a hostname may be.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"

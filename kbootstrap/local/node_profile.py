@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from .errors import Refused
-from .spec import ClusterSpec, build_spec
+from kbootstrap.errors import Refused
+from kbootstrap.model.spec import ClusterSpec, build_spec
 
 NAMESPACE = "kube-system"
 CONFIGMAP = "kbootstrap-node-config"

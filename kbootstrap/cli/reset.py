@@ -1,5 +1,5 @@
-"""`kbootstrap reset`: the command line of reset_cluster.py. Registered in kbootstrap/cli.py with
-`main.add_command(reset)`; its options come from cli_common.py."""
+"""`kbootstrap reset`: the command line of the reset workflow (workflows/reset.py, phases/reset.py). Registered in
+cli/main.py with `main.add_command(reset)`; its options come from cli/common.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import (
+from kbootstrap.cli.common import (
     ARTIFACTS_OPTION,
     PhasedCommand,
     _load,
@@ -18,7 +18,7 @@ from .cli_common import (
     phase_options,
     select_nodes,
 )
-from .errors import Refused
+from kbootstrap.errors import Refused
 
 
 @click.command(cls=PhasedCommand, workflows=("reset",))
@@ -48,9 +48,9 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
     kept in /var/lib/kbootstrap/local (so it works with the cluster gone); the Node object stays in the
     cluster (`kubectl delete node NAME`), as after `kubeadm reset`.
     """
-    from .engine_cli import session
-    from .reset_cluster import detach_host, partial_reset_problem, purge_paths
-    from .workflows import RESET, Inputs
+    from kbootstrap.cli.session import session
+    from kbootstrap.phases.reset import detach_host, partial_reset_problem, purge_paths
+    from kbootstrap.workflows import RESET, Inputs
 
     if local:
         if inventory is not None or hosts or purge:
@@ -58,7 +58,7 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
                                      param_hint="--local")
         _confirm(yes, dry_run, "what kbootstrap set up on this machine: its kubelet, kube-proxy, pods, "
                                "certificates and iptables rules")
-        from .join_local import run_local_reset
+        from kbootstrap.local.join import run_local_reset
 
         exit_for(run_local_reset(dry_run, output), dry_run)
     if inventory is None:
@@ -72,7 +72,7 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
                            "containers, etcd data, certificates and iptables rules")
     purge_by_host = None
     if purge:
-        from .phases.bundle_payload import load_bundle
+        from kbootstrap.phases.bundle_payload import load_bundle
 
         _, manifest = load_bundle(spec, artifacts)
         purge_by_host = {n.name: purge_paths(spec, n, manifest) for n in nodes}

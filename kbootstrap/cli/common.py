@@ -1,6 +1,7 @@
 """What every kbootstrap command line shares: the consoles, loading and selecting from the inventory, the host
-options and exit codes. Its own module so that kbootstrap/cli.py, reset_cli.py, verify/cli.py and engine_cli.py
-all import it without importing one another (`python -m kbootstrap.verify` used to fail on that cycle)."""
+and phase options, and the one error -> exit code mapping. Its own module so that cli/main.py, cli/reset.py,
+verify/cli.py and cli/session.py all import it without importing one another (`python -m kbootstrap.verify` used
+to fail on that cycle)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from .errors import ExitCode
-from .spec import ClusterSpec, Node, load_inventory
+from kbootstrap.errors import ExitCode
+from kbootstrap.model.spec import ClusterSpec, Node, load_inventory
 
 # markup=False: nothing printed is read as rich markup, so user text ("[/x]" in a path or a value) is shown as
 # it is; colour comes only from labelled() and explicit styles.
@@ -92,7 +93,7 @@ class PhasedCommand(click.Command):
     def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         import inspect
 
-        from .workflows import WORKFLOWS
+        from kbootstrap.workflows import WORKFLOWS
 
         text = inspect.cleandoc(self.help or "")
         for i, name in enumerate(self.workflows):

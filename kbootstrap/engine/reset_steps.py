@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import posixpath
 
-from .errors import StepError
-from .steps import UNIT_DIRS, Change, Wants, unit
-from .transport.base import Transport, quote
-from .transport.remote import HostFacts
+from kbootstrap.engine.steps import UNIT_DIRS, Change, Wants, unit
+from kbootstrap.errors import StepError
+from kbootstrap.transport.base import Transport, quote
+from kbootstrap.transport.remote import HostFacts
 
 _RUNNING = ("active", "activating", "reloading", "deactivating")
 _ENABLED = ("enabled", "enabled-runtime", "linked", "linked-runtime")

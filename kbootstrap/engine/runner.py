@@ -13,10 +13,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import KbootstrapError
-from .steps import UNIT_DIRS, Change, FilesStep, RunChanges, Step, Wants
-from .transport import remote
-from .transport.base import Transport
+from kbootstrap.engine.steps import UNIT_DIRS, Change, FilesStep, RunChanges, Step, Wants
+from kbootstrap.errors import KbootstrapError
+from kbootstrap.transport import remote
+from kbootstrap.transport.base import Transport
 
 
 @dataclass

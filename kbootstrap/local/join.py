@@ -25,19 +25,19 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
-from .engine.poll import Pending, poll
-from .errors import KbootstrapError, Refused
-from .localfs import write_if_changed
-from .node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
-from .render.node import KUBELET_CLIENT
-from .render.node_sync import ENV_FILE as SYNC_ENV
-from .render.node_sync import INTERVAL as SYNC_INTERVAL
-from .render.node_sync import TIMER as SYNC_TIMER
-from .spec import ClusterSpec, Node
+from kbootstrap.engine.localfs import write_if_changed
+from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.errors import KbootstrapError, Refused
+from kbootstrap.local.discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
+from kbootstrap.local.node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
+from kbootstrap.model.spec import ClusterSpec, Node
+from kbootstrap.render.node import KUBELET_CLIENT
+from kbootstrap.render.node_sync import ENV_FILE as SYNC_ENV
+from kbootstrap.render.node_sync import INTERVAL as SYNC_INTERVAL
+from kbootstrap.render.node_sync import TIMER as SYNC_TIMER
 
 if TYPE_CHECKING:
-    from .engine_cli import Session
+    from kbootstrap.cli.session import Session
 
 STATE_DIR = Path("/var/lib/kbootstrap/local")  # lock, journal and run logs of join --local on this node
 LOCAL_CA = "/etc/kubernetes/pki/ca.crt"
@@ -224,11 +224,11 @@ def _local_session(spec: ClusterSpec, ca_pem: bytes, node: Node, command: str, o
     """One locked, journaled run on this machine (lock, journal and logs in STATE_DIR), rendering with the
     cluster CA's certificate alone: no cluster secrets and no keys, which a worker's files need neither of (a
     renderer reaching for one fails loudly)."""
-    from .engine_cli import Session
-    from .journal import ClusterLock, Journal
-    from .pki.issue import ca_only
-    from .render import RenderContext
-    from .transport.local import LocalTransport
+    from kbootstrap.cli.session import Session
+    from kbootstrap.engine.journal import ClusterLock, Journal
+    from kbootstrap.pki.issue import ca_only
+    from kbootstrap.render import RenderContext
+    from kbootstrap.transport.local import LocalTransport
 
     ctx = RenderContext(spec, ca_only(ca_pem), None)  # type: ignore[arg-type]
     with ClusterLock(STATE_DIR, command) as lock:
@@ -244,9 +244,9 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
     run through the same engine, journal and lock as over SSH, kept in STATE_DIR."""
     from dataclasses import replace
 
-    from .init_cluster import preflight
-    from .phases.bundle_payload import load_bundle
-    from .workflows import JOIN_LOCAL, Inputs
+    from kbootstrap.phases.bundle_payload import load_bundle
+    from kbootstrap.workflows import JOIN_LOCAL, Inputs
+    from kbootstrap.workflows.init_cluster import preflight
 
     _require_root("join --local installs and starts services")
     trust = establish_trust(server, token, ca_cert_hash)
@@ -282,7 +282,7 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
 def run_local_reset(dry_run: bool, output: str):
     """`reset --local`: `reset`'s phases for this node, from what the join kept (the cluster may be gone).
     The Node object stays in the cluster, as after `kubeadm reset`."""
-    from .workflows import RESET, Inputs
+    from kbootstrap.workflows import RESET, Inputs
 
     _require_root("reset --local stops services and removes files")
     joined = Joined.load()

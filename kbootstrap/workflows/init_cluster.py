@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts.manifest import Manifest
-from .engine_cli import Session
-from .errors import Refused
-from .render import RenderContext
-from .spec import ClusterSpec, Node, Role
+from kbootstrap.artifacts.manifest import Manifest
+from kbootstrap.cli.session import Session
+from kbootstrap.errors import Refused
+from kbootstrap.model.spec import ClusterSpec, Node, Role
+from kbootstrap.render import RenderContext
 
 
 def init_nodes(spec: ClusterSpec, selected: list[Node]) -> list[Node]:
@@ -34,7 +34,7 @@ class PreflightFailed(Refused):
 def preflight(s: Session, nodes: list[Node], manifest: Manifest) -> None:
     """Every problem of every host at once, before any change. Hosts that an earlier run already configured
     may hold kbootstrap's own ports: those listeners are expected, not conflicts."""
-    from .preflight import errors, format_problems, required_ports, run_preflight
+    from kbootstrap.preflight import errors, format_problems, required_ports, run_preflight
 
     spec = s.ctx.spec
     done = s.journal.configured_hosts()
@@ -49,8 +49,8 @@ def preflight(s: Session, nodes: list[Node], manifest: Manifest) -> None:
 
 def write_admin_kubeconfig(ctx: RenderContext, root: Path) -> Path:
     """admin.conf on the controller (0600), pointing at the load balancer: the operator's kubectl access."""
-    from .localfs import write_atomic
-    from .render.pki_files import pki_files
+    from kbootstrap.engine.localfs import write_atomic
+    from kbootstrap.render.pki_files import pki_files
 
     first = ctx.spec.control_planes[0]
     conf = next(a for a in pki_files(ctx, first) if a.path == "/etc/kubernetes/admin.conf")

@@ -14,10 +14,10 @@ from the inventory, so they are not restarted. Then it is one more `init` run ov
 
 from __future__ import annotations
 
-from .errors import Refused
-from .etcd_members import MembersRecord
-from .init_cluster import init_nodes
-from .spec import ClusterSpec, Node, Role
+from kbootstrap.errors import Refused
+from kbootstrap.model.etcd_members import MembersRecord
+from kbootstrap.model.spec import ClusterSpec, Node, Role
+from kbootstrap.workflows.init_cluster import init_nodes
 
 
 class JoinControlPlaneError(Refused):

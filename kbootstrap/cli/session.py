@@ -11,17 +11,17 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from .cli_common import default_cluster_dir, err, labelled, out, select_nodes
-from .etcd_members import MembersRecord
-from .hosts import connect_all
-from .journal import ClusterLock, Journal
-from .phases.configure_files import configure_files
-from .pki.issue import ensure_pki
-from .pki.secrets import ensure_secrets
-from .render import RenderContext
-from .runner import HostResult, Phase, RunResult, run_phases
-from .spec import ClusterSpec, Node
-from .transport.base import Transport
+from kbootstrap.cli.common import default_cluster_dir, err, labelled, out, select_nodes
+from kbootstrap.engine.hosts import connect_all
+from kbootstrap.engine.journal import ClusterLock, Journal
+from kbootstrap.engine.runner import HostResult, Phase, RunResult, run_phases
+from kbootstrap.model.etcd_members import MembersRecord
+from kbootstrap.model.spec import ClusterSpec, Node
+from kbootstrap.phases.configure_files import configure_files
+from kbootstrap.pki.issue import ensure_pki
+from kbootstrap.pki.secrets import ensure_secrets
+from kbootstrap.render import RenderContext
+from kbootstrap.transport.base import Transport
 
 
 @dataclass

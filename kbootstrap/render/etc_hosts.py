@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from shlex import quote
 
-from .spec import ClusterSpec
-from .steps import ShellStep
+from kbootstrap.engine.steps import ShellStep
+from kbootstrap.model.spec import ClusterSpec
 
 PATH = "/etc/hosts"
 BEGIN = "# BEGIN kbootstrap: the cluster's nodes (managed; edits inside this block are replaced)"

@@ -32,20 +32,20 @@ from __future__ import annotations
 
 from ipaddress import IPv4Network
 
-from .etc_hosts import remove_hosts_step
-from .phases.install_runtime import CRICTL
-from .phases.services import kubectl
-from .render import RenderContext, flags, render_host
-from .render.csr_approver import SERVICE as APPROVER
-from .render.csr_approver import runs_approver
-from .render.etcd import etcd_as_static_pod
-from .render.node_sync import SERVICE as SYNC_SERVICE
-from .render.node_sync import TIMER as SYNC_TIMER
-from .reset_steps import RemovePathsStep, StopServicesStep
-from .runner import Phase
-from .spec import ClusterSpec, ControlPlaneForm, Node, Role
-from .steps import ShellStep, Step, wanted_by_link
-from .transport.base import quote
+from kbootstrap.engine.reset_steps import RemovePathsStep, StopServicesStep
+from kbootstrap.engine.runner import Phase
+from kbootstrap.engine.steps import ShellStep, Step, wanted_by_link
+from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
+from kbootstrap.phases.install_runtime import CRICTL
+from kbootstrap.phases.services import kubectl
+from kbootstrap.render import RenderContext, flags, render_host
+from kbootstrap.render.csr_approver import SERVICE as APPROVER
+from kbootstrap.render.csr_approver import runs_approver
+from kbootstrap.render.etc_hosts import remove_hosts_step
+from kbootstrap.render.etcd import etcd_as_static_pod
+from kbootstrap.render.node_sync import SERVICE as SYNC_SERVICE
+from kbootstrap.render.node_sync import TIMER as SYNC_TIMER
+from kbootstrap.transport.base import quote
 
 IPTABLES_MARKS = ("KUBE-", "CNI-")
 IPTABLES_FILTER = "grep -v " + " ".join(f"-e {m}" for m in IPTABLES_MARKS)
@@ -225,8 +225,8 @@ PAYLOAD_DIR = "/var/lib/kbootstrap"  # bundle images and .debs copied by init/jo
 def purge_paths(spec: ClusterSpec, node: Node, manifest) -> list[str]:  # noqa: ANN001 - artifacts.manifest.Manifest
     """The binaries init/join installed on `node` from the bundle (as `bundle_payload.needs` picks them),
     and the payload directory."""
-    from .artifacts.catalog import Kind
-    from .phases.bundle_payload import needs
+    from kbootstrap.artifacts.catalog import Kind
+    from kbootstrap.phases.bundle_payload import needs
 
     return [i.dest for f in manifest.files if f.kind in (Kind.BINARY, Kind.TARBALL) and needs(spec, node, f)
             for i in f.install] + [PAYLOAD_DIR]

@@ -28,8 +28,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .engine.poll import Pending, poll
-from .errors import Refused
+from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.errors import Refused
 
 TOKEN = re.compile(r"\A([a-z0-9]{6})\.([a-z0-9]{16})\Z")  # cluster-bootstrap/token/api/types.go
 TOKEN_ID = re.compile(r"\A[a-z0-9]{6}\Z")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .spec import ClusterSpec, Node
-from .transport.base import Transport
-from .transport.ssh import SSHTransport
+from kbootstrap.model.spec import ClusterSpec, Node
+from kbootstrap.transport.base import Transport
+from kbootstrap.transport.ssh import SSHTransport
 
 
 @contextmanager
