@@ -16,8 +16,7 @@ from kbootstrap.artifacts.catalog import Kind, release_artifacts
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.fetch import SOURCE_ENV, Fetcher, PlainReporter, RichReporter, default_cache_dir
 from kbootstrap.artifacts.lock import Lock, load_lock, lock_path
-from kbootstrap.cli.common import fail
-from kbootstrap.errors import KbootstrapError
+from kbootstrap.cli.common import ErrorGroup
 from kbootstrap.model import versions
 
 err = Console(stderr=True, highlight=False, markup=False)  # user text is never markup
@@ -28,16 +27,6 @@ VERSION_OPT = click.option("--version", "version", default=versions.DEFAULT_VERS
 ARCH_OPT = click.option("--arch", default="amd64", show_default=True, type=click.Choice(["amd64", "arm64"]))
 CACHE_OPT = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                          help="Artifact cache [default: ~/.cache/kbootstrap/artifacts/VERSION, or $KB_CACHE/…].")
-
-
-class _Group(click.Group):
-    """Print artifact errors as clean messages, never as tracebacks, with their exit code (cli.common.fail)."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except KbootstrapError as e:
-            fail(e)
 
 
 def _release(version: str, arch: str):
@@ -55,7 +44,7 @@ def _lock(version: str, lock_file: Path | None, no_lock: bool) -> Lock | None:
     return load_lock(path)
 
 
-@click.group("artifacts", cls=_Group)
+@click.group("artifacts", cls=ErrorGroup)
 def artifacts() -> None:
     """Upstream binaries: download once (verified), bundle for air-gapped sites, re-check.
 

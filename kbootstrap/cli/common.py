@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from kbootstrap.errors import ExitCode
+from kbootstrap.errors import ExitCode, KbootstrapError
 from kbootstrap.model.spec import ClusterSpec, Node, load_inventory
 
 # markup=False: nothing printed is read as rich markup, so user text ("[/x]" in a path or a value) is shown as
@@ -100,6 +100,16 @@ class PhasedCommand(click.Command):
             text = text.replace("{phases%s}" % ("" if i == 0 else i), WORKFLOWS[name].help())
         self.help = text
         super().format_help_text(ctx, formatter)
+
+
+class ErrorGroup(click.Group):
+    """A command group that prints kbootstrap's errors as clean messages, never tracebacks, with their exit code."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except KbootstrapError as e:
+            fail(e)
 
 
 def _phase_names(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...]:

@@ -17,12 +17,12 @@ from kbootstrap.cli.common import (
     EXIT_CODES_HELP,
     HOST_OPTIONS,
     INVENTORY_HELP,
+    ErrorGroup,
     PhasedCommand,
     _load,
     default_cluster_dir,
     err,
     exit_for,
-    fail,
     host_options,
     labelled,
     out,
@@ -39,17 +39,7 @@ if TYPE_CHECKING:
     from kbootstrap.model.spec import Node
 
 
-class _Group(click.Group):
-    """Print kbootstrap's own errors as clean messages, never tracebacks, with their exit code (cli.common.fail)."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
-        try:
-            return super().invoke(ctx)
-        except KbootstrapError as e:
-            fail(e)
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="kbootstrap")
 def main() -> None:
@@ -319,7 +309,6 @@ def _join_local(inventory, hosts, control_plane, server, token, token_file, ca_c
 def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts,
                          dry_run, skip_phases, only_phases) -> None:
     from kbootstrap.cli.session import session
-    from kbootstrap.errors import KbootstrapError
     from kbootstrap.model.etcd_members import MembersRecord
     from kbootstrap.phases.bundle_payload import load_bundle
     from kbootstrap.workflows import JOIN_CONTROL_PLANE, Inputs
