@@ -15,6 +15,7 @@ from pathlib import Path
 from kbootstrap.artifacts.catalog import Kind
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.manifest import Manifest, ManifestFile
+from kbootstrap.errors import ExitCode
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
 
@@ -88,11 +89,21 @@ def load_bundle(spec: ClusterSpec, override: Path | None) -> tuple[Path, Manifes
 
     path = override or spec.artifacts or default_cache_dir(spec.cluster.kubernetes_version)
     if not (path / MANIFEST).is_file():
-        raise ArtifactError(
+        raise BundleRefused(
             f"no artifact bundle at {path} ({MANIFEST} missing): pass --artifacts DIR, set `artifacts:` in the "
             f"inventory, or run `kbootstrap artifacts fetch --version {spec.cluster.kubernetes_version}`")
-    manifest = open_bundle(path)
+    try:
+        manifest = open_bundle(path)
+    except ArtifactError as e:  # a tampered or broken bundle: refused before any host is contacted
+        raise BundleRefused(str(e)) from None
     if manifest.kubernetes != spec.cluster.kubernetes_version:
-        raise ArtifactError(f"{path} holds Kubernetes {manifest.kubernetes} but cluster.kubernetes_version is "
+        raise BundleRefused(f"{path} holds Kubernetes {manifest.kubernetes} but cluster.kubernetes_version is "
                             f"{spec.cluster.kubernetes_version}: use a bundle of that version")
     return path, manifest
+
+
+class BundleRefused(ArtifactError):
+    """The bundle init or join would install from is missing, of another version, or does not verify: refused
+    before any host is contacted (exit 2)."""
+
+    exit_code = ExitCode.REFUSED
