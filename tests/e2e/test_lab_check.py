@@ -131,6 +131,6 @@ def test_an_up_that_fails_half_way_leaves_no_container(tmp_path):
     assert p.returncode == 1, p.stdout + p.stderr
     started = p.stderr.index("lab: lab-chk: 3 node(s) started")
     assert p.stderr.index("lab: lab-chk: up failed") > started and "removing its nodes" in p.stderr
-    assert p.stderr.splitlines()[-1].startswith("Error: ") and str(tmp_path / "a-file") in p.stderr.splitlines()[-1]
+    assert p.stderr.splitlines()[-1].startswith("error: ") and str(tmp_path / "a-file") in p.stderr.splitlines()[-1]
     assert "Traceback" not in p.stderr
     _nothing_of("lab-chk")
