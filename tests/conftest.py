@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,23 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = REPO / "inventories"
+
+
+def kb(*args: str, home: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The kbootstrap command line as a user runs it (`python -m kbootstrap ARGS`), with its own KBOOTSTRAP_HOME
+    when `home` is given, so no test writes into the real cluster directories."""
+    env = {**os.environ, "KBOOTSTRAP_HOME": str(home)} if home is not None else None
+    return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def render_context(spec, root: Path, **kwargs):
+    """A RenderContext with the cluster's PKI and secrets made (or reused) in `root`."""
+    from kbootstrap.pki.issue import ensure_pki
+    from kbootstrap.pki.secrets import ensure_secrets
+    from kbootstrap.render import RenderContext
+
+    return RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root), **kwargs)
 
 
 @pytest.fixture

@@ -3,16 +3,12 @@ exit 2 and one line naming the field, before any host is touched, never a traceb
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import yaml
 
 from kbootstrap.errors import SpecError
 from kbootstrap.model.spec import MAX_INVENTORY_BYTES, build_spec, parse_inventory
-from tests.conftest import INVENTORIES
+from tests.conftest import INVENTORIES, kb
 
 STACKED = (INVENTORIES / "lab-stacked.yaml").read_text()
 
@@ -57,8 +53,7 @@ def test_a_duplicate_key_is_an_error_naming_both_lines():
 def test_an_oversized_inventory_is_refused_before_it_is_parsed(tmp_path):
     big = tmp_path / "big.yaml"
     big.write_text(STACKED + "#" * (MAX_INVENTORY_BYTES + 1))
-    p = subprocess.run([sys.executable, "-m", "kbootstrap", "validate", "-i", str(big)], capture_output=True,
-                       text=True, env={**os.environ, "KBOOTSTRAP_HOME": str(tmp_path)}, timeout=60)
+    p = kb("validate", "-i", str(big), home=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "an inventory is at most 1 MiB" in p.stderr
 
@@ -67,8 +62,7 @@ def test_each_is_one_line_and_exit_2_on_the_command_line(tmp_path, stacked_data)
     stacked_data["nodes"][2]["address"] = "127.0.0.1"
     inv = tmp_path / "inv.yaml"
     inv.write_text(yaml.safe_dump(stacked_data))
-    p = subprocess.run([sys.executable, "-m", "kbootstrap", "validate", "-i", str(inv)], capture_output=True,
-                       text=True, env={**os.environ, "KBOOTSTRAP_HOME": str(tmp_path)}, timeout=60)
+    p = kb("validate", "-i", str(inv), home=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     [line] = [x for x in p.stderr.splitlines() if "127.0.0.1" in x]
     assert "nodes[2]" in line and "loopback" in line

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-INVENTORIES = Path(__file__).resolve().parents[2] / "inventories"
-
-
-def kb(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True)
+from tests.conftest import INVENTORIES, kb
 
 
 def _tree(root: Path) -> dict[str, tuple[bytes, int]]:

@@ -13,10 +13,9 @@ from kbootstrap.cli.main import main
 from kbootstrap.model.etcd_members import MembersRecord, MembersRecordError
 from kbootstrap.model.spec import build_spec
 from kbootstrap.phases.add_etcd_members import add_etcd_members, is_joining, promote_step
-from kbootstrap.pki.issue import ensure_pki
-from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.workflows.join_control_planes import JoinControlPlaneError, control_side, members_to_add
+from tests.conftest import render_context
 
 
 @pytest.fixture
@@ -31,7 +30,7 @@ def grown(stacked_data):
 
 
 def rendered(spec, root, record) -> dict[str, dict[str, bytes]]:
-    ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root), etcd_record=record)
+    ctx = render_context(spec, root, etcd_record=record)
     return {n.name: {a.path: a.content for a in render_host(ctx, n)} for n in spec.nodes}
 
 
@@ -75,7 +74,7 @@ def test_learner_added_through_an_original_member_and_promoted_on_itself(grown, 
     MembersRecord(root).record(small, small.etcd_members)
     record = MembersRecord.load(root)
     record.record(big, [big.node("cp2")])
-    ctx = RenderContext(big, ensure_pki(big, root), ensure_secrets(root), etcd_record=record)
+    ctx = render_context(big, root, etcd_record=record)
     nodes = control_side(big, record)
     assert [n for n in nodes if is_joining(ctx, n)] == [big.node("cp2")]
     phase = add_etcd_members(ctx, nodes)

@@ -4,10 +4,6 @@ tests show the host cases (an unreachable host: 1) on real hosts."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from kbootstrap.cli.common import exit_for
@@ -20,7 +16,7 @@ from kbootstrap.local.discovery import DiscoveryError
 from kbootstrap.local.join import LocalJoinError, NodeNotReady
 from kbootstrap.workflows import UnknownPhase
 from kbootstrap.workflows.init_cluster import PreflightFailed
-from tests.conftest import REPO
+from tests.conftest import REPO, kb
 
 
 @pytest.mark.parametrize("error,code", [
@@ -46,10 +42,6 @@ def test_a_runs_result_maps_to_0_1_or_3():
     assert _exit(RunResult(False, [HostResult("cp1", "files")]), dry_run=True) == ExitCode.DONE  # nothing to do
     assert _exit(RunResult(True, [HostResult("cp1", "files", error="boom")]), dry_run=False) == ExitCode.FAILED
 
-
-def kb(*args: str, home) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True,
-                          env={**os.environ, "KBOOTSTRAP_HOME": str(home)}, timeout=60)
 
 
 @pytest.mark.parametrize("args", [

@@ -22,6 +22,7 @@ from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.pki.table import Hosts, PerNode, nodes_for
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.render.cluster_addons import CLUSTER_INFO, LOCAL_JOIN
+from tests.conftest import render_context
 
 LOCAL = Path(__file__).resolve().parents[2] / "inventories" / "lab-local.yaml"
 
@@ -34,7 +35,7 @@ def spec():
 @pytest.fixture(scope="module")
 def ctx(spec, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    return RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root))
+    return render_context(spec, root)
 
 
 def _data() -> dict:

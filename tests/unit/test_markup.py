@@ -4,18 +4,9 @@ and an error shows the whole message (a "should match pattern" message used to l
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import yaml
 
-from tests.conftest import INVENTORIES
-
-
-def kb(*args: str, home) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True,
-                          env={**os.environ, "KBOOTSTRAP_HOME": str(home)})
+from tests.conftest import INVENTORIES, kb
 
 
 def _inventory(tmp_path, change) -> str:

@@ -4,20 +4,12 @@ table is the same list. No phase list is typed anywhere else."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from kbootstrap.workflows import INIT, JOIN, JOIN_CONTROL_PLANE, RESET, WORKFLOWS, Inputs, UnknownPhase
-from tests.conftest import REPO
-
-
-def kb(*args: str, home) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True,
-                          env={**os.environ, "KBOOTSTRAP_HOME": str(home)}, timeout=60)
+from tests.conftest import REPO, kb, render_context
 
 
 def test_phase_names_are_unique_within_a_workflow():
@@ -69,9 +61,5 @@ def test_an_unknown_phase_is_refused_before_any_host(tmp_path):
 @pytest.fixture
 def stacked(tmp_path):
     from kbootstrap.model.spec import load_inventory
-    from kbootstrap.pki.issue import ensure_pki
-    from kbootstrap.pki.secrets import ensure_secrets
-    from kbootstrap.render import RenderContext
 
-    spec = load_inventory(REPO / "inventories/lab-stacked.yaml")
-    return RenderContext(spec, ensure_pki(spec, tmp_path), ensure_secrets(tmp_path))
+    return render_context(load_inventory(REPO / "inventories/lab-stacked.yaml"), tmp_path)
