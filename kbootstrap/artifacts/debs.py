@@ -33,6 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote
 
+from debian import deb822, debian_support
+
 from kbootstrap.artifacts.catalog import OS_PACKAGES, Kind, OsPackage, os_package, packages_for
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.manifest import Manifest, ManifestFile, read_manifest, sha256_file, write_manifest
@@ -80,56 +82,8 @@ def debs_to_install(debs: Sequence[ManifestFile], installed: dict[str, str]) -> 
 
 
 def compare_versions(a: str, b: str) -> int:
-    """Debian version comparison (deb-version(7), dpkg's verrevcmp): < 0, 0 or > 0, as `dpkg --compare-versions`."""
-    ea, ua, ra = _split_version(a)
-    eb, ub, rb = _split_version(b)
-    if ea != eb:
-        return ea - eb
-    return _verrevcmp(ua, ub) or _verrevcmp(ra, rb)
-
-
-def _split_version(v: str) -> tuple[int, str, str]:
-    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
-    upstream, dash, revision = rest.rpartition("-")
-    if not dash:
-        upstream, revision = rest, ""
-    return int(epoch or 0), upstream, revision
-
-
-def _order(c: str) -> int:
-    if not c or c.isdigit():
-        return 0
-    if c.isascii() and c.isalpha():
-        return ord(c)
-    if c == "~":
-        return -1
-    return ord(c) + 256
-
-
-def _verrevcmp(a: str, b: str) -> int:
-    i = j = 0
-    while i < len(a) or j < len(b):
-        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
-            ac, bc = _order(a[i] if i < len(a) else ""), _order(b[j] if j < len(b) else "")
-            if ac != bc:
-                return ac - bc
-            i, j = i + 1, j + 1
-        while i < len(a) and a[i] == "0":
-            i += 1
-        while j < len(b) and b[j] == "0":
-            j += 1
-        first_diff = 0
-        while i < len(a) and a[i].isdigit() and j < len(b) and b[j].isdigit():
-            if not first_diff:
-                first_diff = ord(a[i]) - ord(b[j])
-            i, j = i + 1, j + 1
-        if i < len(a) and a[i].isdigit():
-            return 1
-        if j < len(b) and b[j].isdigit():
-            return -1
-        if first_diff:
-            return first_diff
-    return 0
+    """Debian version comparison (deb-version(7)): < 0, 0 or > 0, as `dpkg --compare-versions` (python-debian)."""
+    return debian_support.version_compare(a, b)
 
 
 # --- apt on this machine, against someone else's dpkg status ---------------------------------------------------------
@@ -256,23 +210,9 @@ def deb_fields(path: Path, *names: str) -> list[str]:
 
 
 def parse_stanzas(text: str) -> list[dict[str, str]]:
-    """deb822 paragraphs (dpkg status, apt-cache show): field → value, continuation lines joined with newlines."""
-    out: list[dict[str, str]] = []
-    cur: dict[str, str] = {}
-    key = None
-    for line in text.splitlines():
-        if not line.strip():
-            if cur:
-                out.append(cur)
-            cur, key = {}, None
-        elif line[0] in " \t" and key:
-            cur[key] += "\n" + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            cur[key] = value.strip()
-    if cur:
-        out.append(cur)
-    return out
+    """deb822 paragraphs (dpkg status, apt-cache show): field → value (python-debian's reader)."""
+    return [{k: "\n".join(line.strip() for line in v.strip().splitlines()) for k, v in p.items()}
+            for p in deb822.Deb822.iter_paragraphs(text.splitlines()) if p]
 
 
 def baseline_status(path: Path, work: Path) -> Path:
