@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kbootstrap.engine.localfs import write_atomic
 from kbootstrap.errors import Refused
+from kbootstrap.model import ports
 from kbootstrap.model.spec import ClusterSpec, Node
 
 FILE = "etcd-members.yaml"
@@ -46,11 +47,11 @@ class MembersRecordError(Refused):
 
 
 def peer_url(node: Node) -> str:
-    return f"https://{node.address}:2380"
+    return f"https://{node.address}:{ports.ETCD_PEER}"
 
 
 def client_url(node: Node) -> str:
-    return f"https://{node.address}:2379"
+    return f"https://{node.address}:{ports.ETCD_CLIENT}"
 
 
 class MembersRecord:

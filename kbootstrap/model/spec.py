@@ -22,7 +22,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from kbootstrap.errors import Problem, SpecError
-from kbootstrap.model import component_config, versions
+from kbootstrap.model import component_config, ports, versions
 
 # RFC 1123 label: what Kubernetes accepts as a node name and what a hostname may be.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -190,7 +190,7 @@ class ClusterSettings(_Model):
 
 class LoadBalancer(_Model):
     vip: HostAddress | None = Field(None, description="virtual IP held by keepalived; required with 2+ LB nodes")
-    port: Port = 6443
+    port: Port = ports.APISERVER
     interface: str = Field("eth0", pattern=r"^[A-Za-z0-9_.-]{1,15}$", description="interface keepalived uses")
     virtual_router_id: int = Field(51, ge=1, le=255)
     external_address: str | None = Field(
@@ -556,11 +556,11 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
                     "(use cluster.topology: stacked to put etcd on the control planes)",
                 )
             )
-        if n.has(Role.LOADBALANCER) and n.has(Role.CONTROL_PLANE) and inv.load_balancer.port == 6443:
+        if n.has(Role.LOADBALANCER) and n.has(Role.CONTROL_PLANE) and inv.load_balancer.port == ports.APISERVER:
             problems.append(
                 Problem(
                     node_path(i, n, "roles"),
-                    "a node cannot be both 'loadbalancer' and 'control-plane' while both listen on 6443 "
+                    f"a node cannot be both 'loadbalancer' and 'control-plane' while both listen on {ports.APISERVER} "
                     "(set load_balancer.port to another port, or use separate hosts)",
                 )
             )

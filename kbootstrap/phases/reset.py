@@ -35,6 +35,7 @@ from ipaddress import IPv4Network
 from kbootstrap.engine.reset_steps import RemovePathsStep, StopServicesStep
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import ShellStep, Step, wanted_by_link
+from kbootstrap.model import ports
 from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
 from kbootstrap.phases.install_runtime import CRICTL
 from kbootstrap.phases.services import kubectl
@@ -180,7 +181,7 @@ def detach_host(spec: ClusterSpec, nodes: list[Node]) -> Node | None:
 
 def detach_phase(spec: ClusterSpec, nodes: list[Node], through: Node) -> Phase:
     steps: list[Step] = []
-    api = f"https://{through.address}:6443"  # its own apiserver: the load balancers may be reset too
+    api = f"https://{through.address}:{ports.APISERVER}"  # its own apiserver: the load balancers may be reset too
     for n in nodes:
         if n in spec.kubelet_nodes:
             get = quote(kubectl("get", "node", n.name, "--ignore-not-found", "-o", "name", server=api))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.etcd_members import client_url
 from kbootstrap.model.spec import ClusterSpec, Node
@@ -47,7 +48,7 @@ def kubectl(*args: str, kubeconfig: str = ADMIN_CONF, server: str | None = None)
 
 def api_ready(spec: ClusterSpec, node: Node | None = None) -> list[str]:
     """/readyz of one apiserver (node given) or through the load balancer / VIP (the kubeconfig's server)."""
-    return kubectl("get", "--raw", "/readyz", server=f"https://{node.address}:6443" if node else None)
+    return kubectl("get", "--raw", "/readyz", server=f"https://{node.address}:{ports.APISERVER}" if node else None)
 
 
 def nodes_ready(names: list[str]) -> list[str]:

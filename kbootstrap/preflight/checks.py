@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kbootstrap.errors import Problem
+from kbootstrap.model import ports as p
 from kbootstrap.model.spec import ClusterSpec, Node, Role
 from kbootstrap.preflight.facts import PreflightFacts
 from kbootstrap.render import flags
@@ -45,7 +46,6 @@ class Target:
 
 SUPPORTED_OS = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}  # platform.machine() -> the bundle's arch
-APISERVER_PORT = 6443  # kube-apiserver's --secure-port (render/flags.py); haproxy's backends use it too
 MAX_SKEW = 5.0  # seconds
 MIN_VAR_FREE = 2 * 2**30
 MIN_CP_CPUS, MIN_CP_MEMORY = 2, 1700 * 2**20  # kubeadm's minimums for a control plane
@@ -65,11 +65,13 @@ def required_ports(spec: ClusterSpec, node: Node) -> dict[int, str]:
     host, these are exactly the ports to pass as its `expected_listeners`."""
     ports: dict[int, str] = {}
     if node.has(Role.CONTROL_PLANE):
-        ports |= {APISERVER_PORT: "kube-apiserver", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
+        ports |= {p.APISERVER: "kube-apiserver", p.CONTROLLER_MANAGER: "kube-controller-manager",
+                  p.SCHEDULER: "kube-scheduler"}
     if spec.is_etcd_member(node):
-        ports |= {2379: "etcd clients", 2380: "etcd peers", 2381: "etcd metrics"}
+        ports |= {p.ETCD_CLIENT: "etcd clients", p.ETCD_PEER: "etcd peers", p.ETCD_METRICS: "etcd metrics"}
     if runs_kubelet(node):
-        ports |= {10250: "kubelet", 10248: "kubelet healthz", 10256: "kube-proxy healthz", 10249: "kube-proxy metrics"}
+        ports |= {p.KUBELET: "kubelet", p.KUBELET_HEALTHZ: "kubelet healthz", p.KUBE_PROXY_HEALTHZ: "kube-proxy healthz",
+                  p.KUBE_PROXY_METRICS: "kube-proxy metrics"}
     if node.has(Role.LOADBALANCER):
         ports[spec.load_balancer.port] = "haproxy, the API load balancer"
     return ports
@@ -103,16 +105,16 @@ def reach_targets(spec: ClusterSpec, node: Node) -> list[Target]:
            for o in spec.connected_nodes]  # a `join: local` worker may not be up yet
     for m in spec.etcd_members:
         if spec.is_etcd_member(node):
-            out.append(Target(m.name, str(m.address), 2380, "etcd peer traffic"))
+            out.append(Target(m.name, str(m.address), p.ETCD_PEER, "etcd peer traffic"))
         if node.has(Role.CONTROL_PLANE):
-            out.append(Target(m.name, str(m.address), 2379, "kube-apiserver to etcd"))
+            out.append(Target(m.name, str(m.address), p.ETCD_CLIENT, "kube-apiserver to etcd"))
     if runs_kubelet(node):
         out += [Target(name, addr, spec.load_balancer.port, "the API through its load balancer")
                 for name, addr in _api_frontends(spec)]
     if node.has(Role.LOADBALANCER):
-        out += [Target(c.name, str(c.address), APISERVER_PORT, "haproxy to kube-apiserver") for c in spec.control_planes]
+        out += [Target(c.name, str(c.address), p.APISERVER, "haproxy to kube-apiserver") for c in spec.control_planes]
     if node.has(Role.CONTROL_PLANE):
-        out += [Target(k.name, str(k.address), 10250, "kube-apiserver to kubelet (logs, exec)")
+        out += [Target(k.name, str(k.address), p.KUBELET, "kube-apiserver to kubelet (logs, exec)")
                 for k in spec.kubelet_nodes if not k.joins_locally]
     unique: dict[tuple[str, int], Target] = {}
     for t in out:

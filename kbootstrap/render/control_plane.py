@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import ControlPlaneForm, Node
 from kbootstrap.render import flags
@@ -23,7 +24,7 @@ def _apiserver_pod_parts(node: Node) -> tuple[list[Mount], Probe]:
               Mount("encryption-config", flags.ENCRYPTION_CONFIG, type="File"),
               Mount("audit-policy", flags.AUDIT_POLICY, type="File"),
               Mount("audit-log", flags.AUDIT_LOG_DIR, read_only=False)]
-    return mounts, Probe("/livez", 6443, host=str(node.address))
+    return mounts, Probe("/livez", ports.APISERVER, host=str(node.address))
 
 
 # component -> (flags, mounts+probe for the static pod, systemd units it must start after)
@@ -33,12 +34,12 @@ _COMPONENTS: dict[str, tuple[FlagsFn, Callable[[Node], tuple[list[Mount], Probe]
     "kube-controller-manager": (
         lambda ctx, node: flags.kube_controller_manager(ctx.spec, node),
         lambda node: ([_CA_CERTS, _PKI, Mount("kubeconfig", f"{flags.K8S}/controller-manager.conf", type="FileOrCreate")],
-                      Probe("/healthz", 10257)),
+                      Probe("/healthz", ports.CONTROLLER_MANAGER)),
     ),
     "kube-scheduler": (
         lambda ctx, node: flags.kube_scheduler(ctx.spec, node),
         lambda node: ([Mount("kubeconfig", f"{flags.K8S}/scheduler.conf", type="FileOrCreate")],
-                      Probe("/healthz", 10259)),
+                      Probe("/healthz", ports.SCHEDULER)),
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.render import flags
@@ -22,7 +23,7 @@ def etcd_files(ctx: RenderContext, node: Node) -> list[Artifact]:
             "etcd", ctx.image("etcd"), ["etcd", *args],
             mounts=[Mount("etcd-data", flags.ETCD_DATA_DIR, read_only=False),
                     Mount("etcd-certs", f"{flags.PKI}/etcd")],
-            probe=Probe("/health?serializable=true", 2381, scheme="HTTP"),
+            probe=Probe("/health?serializable=true", ports.ETCD_METRICS, scheme="HTTP"),
             tier="control-plane",
         )
         return [Artifact("/etc/kubernetes/manifests/etcd.yaml", dump_yaml(pod), 0o600, component="etcd")]

@@ -7,6 +7,7 @@ override by flag name.
 
 from __future__ import annotations
 
+from kbootstrap.model import ports
 from kbootstrap.model.etcd_members import FirstStart, client_url, peer_url
 from kbootstrap.model.spec import ClusterSpec, Node
 
@@ -30,8 +31,8 @@ def etcd(spec: ClusterSpec, node: Node, start: FirstStart) -> list[str]:
         "name": node.name,
         "data-dir": ETCD_DATA_DIR,
         "advertise-client-urls": client_url(node),
-        "listen-client-urls": f"https://127.0.0.1:2379,{client_url(node)}",
-        "listen-metrics-urls": "http://127.0.0.1:2381",
+        "listen-client-urls": f"https://127.0.0.1:{ports.ETCD_CLIENT},{client_url(node)}",
+        "listen-metrics-urls": f"http://127.0.0.1:{ports.ETCD_METRICS}",
         "initial-advertise-peer-urls": peer_url(node),
         "listen-peer-urls": peer_url(node),
         "initial-cluster": start.flag(),
@@ -52,7 +53,7 @@ def etcd(spec: ClusterSpec, node: Node, start: FirstStart) -> list[str]:
 def kube_apiserver(spec: ClusterSpec, node: Node, etcd_servers: list[str]) -> list[str]:
     return _merge(spec, "kube-apiserver", {
         "advertise-address": str(node.address),
-        "secure-port": "6443",
+        "secure-port": str(ports.APISERVER),
         "allow-privileged": "true",
         "authorization-mode": "Node,RBAC",
         "enable-admission-plugins": "NodeRestriction",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import Node
 from kbootstrap.render.context import RenderContext
@@ -17,7 +18,7 @@ def loadbalancer_files(ctx: RenderContext, node: Node) -> list[Artifact]:
     out = [
         Artifact("/etc/haproxy/haproxy.cfg",
                  render_text("haproxy/haproxy.cfg.j2", bind="0.0.0.0" if lb.vip else str(node.address),
-                             port=lb.port, servers=servers, ca_file=f"{PKI}/ca.crt"),
+                             port=lb.port, servers=servers, ca_file=f"{PKI}/ca.crt", apiserver_port=ports.APISERVER),
                  restarts=("haproxy",), component="haproxy"),
     ]
     if lb.vip is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import Node
 from kbootstrap.pki.issue import key_pem, public_pem
@@ -38,7 +39,7 @@ def pki_files(ctx: RenderContext, node: Node) -> list[Artifact]:
         if not receives(spec, conf.to, node) or not _issued_for(ctx, conf.per_node, node):
             continue
         client = pki.get(conf.cert_name, None if conf.per_node is PerNode.SHARED else node.name)
-        server = f"https://{node.address}:6443" if conf.server == "local" else spec.api_server_url
+        server = f"https://{node.address}:{ports.APISERVER}" if conf.server == "local" else spec.api_server_url
         user = conf.cn.format(node=node.name)
         out.append(Artifact(f"{K8S}/{conf.file}", kubeconfig(spec.cluster.name, server, ca_pem, user, client),
                             0o600, secret=True, component="kubeconfig"))

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.render.context import RenderContext
@@ -31,7 +32,7 @@ SERVING_KEY = "/etc/kubernetes/pki/kubelet-serving.key"
 NODE_SERVICES = ("containerd", "kubelet", "kube-proxy", "kbootstrap-pod-routes")
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBELET_VIA_API = "kubelet through the API server"
-KUBELET_PORT, API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = 10250, 6443, 2379, 2380
+KUBELET_PORT, API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = ports.KUBELET, ports.APISERVER, ports.ETCD_CLIENT, ports.ETCD_PEER
 
 
 @dataclass(frozen=True)
