@@ -204,10 +204,19 @@ class CommandStep:
             raise StepError(t.host, self.name, " ".join(self.command), r.rc, r.stderr_tail())
         self._probe_passes(t)
 
-    def _probe_passes(self, t: Transport) -> None:
-        p = t.run(self.probe, sudo=True)
-        if not p.ok:
-            raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
+    def _probe_passes(self, t: Transport, settle: float = 15) -> None:
+        """The probe passes after the command, within `settle` seconds: what a command changed may reach its
+        reader a moment later (an image `ctr` imported shows in the CRI's image list once containerd's event is
+        handled: seen on the lab as "no such image" right after a successful import)."""
+        last: list[CommandResult] = []
+
+        def passes() -> bool | Pending:
+            last[:] = [p := t.run(self.probe, sudo=True)]
+            return True if p.ok else Pending()
+
+        if isinstance(poll(passes, timeout=settle, interval=0.5), Pending):
+            raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), last[0].rc,
+                            last[0].stderr_tail())
 
 
 class ShellStep(CommandStep):
