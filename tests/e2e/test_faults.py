@@ -43,13 +43,18 @@ def batch(lab, tmp_path_factory):
     files = next(s for s in phase.steps[NODE] if isinstance(s, FilesStep))
     # Only the files: the image imports need containerd, which is not this test's subject.
     phase.steps[NODE] = [files]
-    # How long the whole batch takes on this machine now: the faults come at fractions of it.
+    # How long the whole batch takes on this machine now: the faults come at fractions of it. The quicker of two
+    # runs: the first reads the bundle from disk, the faulted runs read it from the page cache (CI once saw a
+    # faulted batch finish in 3.3 s, before its kill at 0.7 of a cold 4.7 s measurement).
     t = _wait_ssh(spec)
     try:
-        _clean(t, files.artifacts)
-        t0 = time.monotonic()
-        assert not run_phases({NODE: t}, [phase], apply=True).failed
-        seconds = time.monotonic() - t0
+        times = []
+        for _ in range(2):
+            _clean(t, files.artifacts)
+            t0 = time.monotonic()
+            assert not run_phases({NODE: t}, [phase], apply=True).failed
+            times.append(time.monotonic() - t0)
+        seconds = min(times)
         _clean(t, files.artifacts)
     finally:
         t.close()
@@ -87,7 +92,7 @@ def _clean(t, artifacts):
     t.run(["rm", "-f", *artifacts], sudo=True)
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.4, 0.7])
+@pytest.mark.parametrize("fraction", [0.1, 0.4, 0.6])
 def test_node_killed_mid_batch_leaves_no_half_file_and_rerun_converges(lab, batch, fraction):
     spec, phase, artifacts, seconds = batch
     after = fraction * seconds
