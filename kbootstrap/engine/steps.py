@@ -48,6 +48,18 @@ class Wants:
         self.probes |= other.probes
 
 
+def run_until_ok(t: Transport, argv: list[str], *, timeout: float, interval: float) -> CommandResult:
+    """argv (through sudo) until it succeeds or `timeout` has passed: the last result either way (engine/poll.py)."""
+    last: list[CommandResult] = []
+
+    def attempt() -> bool | Pending:
+        last[:] = [r := t.run(argv, sudo=True)]
+        return True if r.ok else Pending()
+
+    poll(attempt, timeout=timeout, interval=interval)
+    return last[0]
+
+
 class FilesStep:
     """Files exactly as rendered: content by sha256, mode, owner and group."""
 
@@ -208,15 +220,9 @@ class CommandStep:
         """The probe passes after the command, within `settle` seconds: what a command changed may reach its
         reader a moment later (an image `ctr` imported shows in the CRI's image list once containerd's event is
         handled: seen on the lab as "no such image" right after a successful import)."""
-        last: list[CommandResult] = []
-
-        def passes() -> bool | Pending:
-            last[:] = [p := t.run(self.probe, sudo=True)]
-            return True if p.ok else Pending()
-
-        if isinstance(poll(passes, timeout=settle, interval=0.5), Pending):
-            raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), last[0].rc,
-                            last[0].stderr_tail())
+        p = run_until_ok(t, self.probe, timeout=settle, interval=0.5)
+        if not p.ok:
+            raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
 
 
 class ShellStep(CommandStep):
@@ -240,15 +246,10 @@ class RetryStep(CommandStep):
         self.timeout, self.interval = timeout, interval
 
     def apply(self, t: Transport, changes: list[Change]) -> None:
-        last: list[CommandResult] = []
-
-        def attempt() -> bool | Pending:
-            last[:] = [r := t.run(self.command, sudo=True)]
-            return True if r.ok else Pending()
-
-        if isinstance(poll(attempt, timeout=self.timeout, interval=self.interval), Pending):
+        r = run_until_ok(t, self.command, timeout=self.timeout, interval=self.interval)
+        if not r.ok:
             raise StepError(t.host, self.name, f"still failing after {self.timeout:.0f}s: " + " ".join(self.command),
-                            last[0].rc, last[0].stderr_tail())
+                            r.rc, r.stderr_tail())
         self._probe_passes(t)
 
 
@@ -298,15 +299,8 @@ class WaitStep:
         return [Change(self.name, "wait", self.what, f"up to {self.timeout:.0f}s")]
 
     def apply(self, t: Transport, changes: list[Change]) -> None:
-        last: list[CommandResult] = []
-
-        def attempt() -> bool | Pending:
-            r = t.run(self.probe, sudo=True)
-            last[:] = [r]
-            return True if r.ok else Pending()
-
-        if isinstance(poll(attempt, timeout=self.timeout, interval=self.interval), Pending):
-            r = last[0]
+        r = run_until_ok(t, self.probe, timeout=self.timeout, interval=self.interval)
+        if not r.ok:
             raise StepError(t.host, self.name, f"not ready after {self.timeout:.0f}s: " + " ".join(self.probe),
                             r.rc, r.stderr_tail() or r.stdout.decode(errors="replace").strip()[-500:])
 
