@@ -277,15 +277,17 @@ def check_fit(starting: dict[str, int], budget: Budget) -> list[Finding]:
     return out
 
 
-def controller(engine: str = "lxc", root: Path = Path("/"), starting: dict[str, int] | None = None) -> list[Finding]:
+def controller(engine: str = "lxc", root: Path = Path("/"), starting: dict[str, int] | None = None,
+               budget: Budget | None = None) -> list[Finding]:
     """Every check of this machine for the given engine (vagrant adds Vagrant and its lxc provider); with
-    `starting` ({layout: nodes it would start}), whether those fit, instead of how many hosts would."""
+    `starting` ({layout: nodes it would start}), whether those fit, instead of how many hosts would. `budget`:
+    the inotify count the caller already took (one scan of /proc)."""
     commands, files = dict(COMMANDS), dict(FILES)
     if engine == "vagrant":
         commands.update(VAGRANT_COMMANDS)
         files.update(VAGRANT_FILES)
-    budget = inotify_budget()
-    fit = check_fit(starting, budget) if starting else [check_budget(budget)]
+    budget = budget or inotify_budget()
+    fit = check_fit(starting, budget) if starting is not None else [check_budget(budget)]
     return [*check_privilege(), *check_files(root, commands, files), *check_kernel(), *check_cgroups(), *fit]
 
 
