@@ -48,8 +48,8 @@ def _type_name(v: Any) -> str:
 
 def _check(s: dict[str, Any], v: Any, path: str, owner: str) -> list[Problem]:
     kind = s["type"]
-    if v is None or kind == "any":
-        return []  # null is JSON's "not set" for every Go field
+    if kind == "any" or (v is None and kind != "duration"):
+        return []  # null is JSON's "not set" for a Go field, except a metav1.Duration's (it reads it as "")
     if kind == "object":
         if not isinstance(v, dict):
             return [Problem(path, f"expected a mapping, got {_type_name(v)}")]
@@ -97,6 +97,11 @@ def _scalar(s: dict[str, Any], v: Any) -> str | None:
     if kind == "duration":
         return None if isinstance(v, str) and DURATION.match(v) else \
             f"expected a duration such as '30s' or '1h30m', got {v!r}"
+    if kind == "durationorinteger":  # logging.flushFrequency: a duration string, or nanoseconds
+        if isinstance(v, int) and not isinstance(v, bool):
+            return None if -(2 ** 63) <= v < 2 ** 63 else f"{v} is out of range for nanoseconds (a 64-bit integer)"
+        return None if isinstance(v, str) and DURATION.match(v) else \
+            f"expected a duration such as '5s', or an integer of nanoseconds, got {v!r}"
     if kind == "quantity":
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             return None

@@ -61,6 +61,9 @@ def _values(s: dict, depth: int = 0) -> st.SearchStrategy:
         return st.one_of(st.integers(-(2 ** 34), 2 ** 34), st.integers(0, 100), wrong)
     if kind == "duration":
         return st.one_of(st.sampled_from(["0", "30s", "1h30m", "1.5h", "-2m", "10", "1 minute", "ms", ""]), wrong)
+    if kind == "durationorinteger":
+        return st.one_of(st.sampled_from(["5s", "1h30m", "", "10", "1 minute"]), st.integers(-(2 ** 64), 2 ** 64),
+                         wrong)
     if kind == "quantity":
         return st.one_of(st.sampled_from(["100Mi", "1Gi", "250m", "1e3", "1.5", "1Zi", "Mi", ""]),
                          st.integers(0, 10), wrong)

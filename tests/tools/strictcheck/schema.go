@@ -5,7 +5,8 @@
 // The output is a small type language: {"type": "object", "fields": {json name: type}} for a struct (inline and
 // embedded structs merged), {"type": "map", "values": type}, {"type": "array", "items": type}, and the scalars
 // boolean, string, bytes, number, {"type": "integer", "bits": N, "unsigned": bool}, plus the types with their own
-// JSON form: duration (metav1.Duration), quantity (resource.Quantity), time, intorstring; "any" for the rest.
+// JSON form: duration (metav1.Duration), durationorinteger (logs TimeOrMetaDuration), quantity (resource.Quantity
+// and QuantityValue), time, intorstring; "any" for the rest.
 package main
 
 import (
@@ -19,13 +20,16 @@ import (
 type node map[string]any
 
 var own = map[string]string{
-	"k8s.io/apimachinery/pkg/apis/meta/v1.Duration":     "duration",
-	"k8s.io/apimachinery/pkg/api/resource.Quantity":     "quantity",
-	"k8s.io/apimachinery/pkg/apis/meta/v1.Time":         "time",
-	"k8s.io/apimachinery/pkg/apis/meta/v1.MicroTime":    "time",
-	"k8s.io/apimachinery/pkg/util/intstr.IntOrString":   "intorstring",
-	"k8s.io/apimachinery/pkg/runtime.RawExtension":      "any",
-	"k8s.io/apimachinery/pkg/apis/meta/v1.FieldsV1":     "any",
+	"k8s.io/apimachinery/pkg/apis/meta/v1.Duration":      "duration",
+	"k8s.io/apimachinery/pkg/api/resource.Quantity":      "quantity",
+	"k8s.io/apimachinery/pkg/api/resource.QuantityValue": "quantity",
+	// logging.flushFrequency: a duration string, or an integer of nanoseconds
+	"k8s.io/component-base/logs/api/v1.TimeOrMetaDuration": "durationorinteger",
+	"k8s.io/apimachinery/pkg/apis/meta/v1.Time":            "time",
+	"k8s.io/apimachinery/pkg/apis/meta/v1.MicroTime":       "time",
+	"k8s.io/apimachinery/pkg/util/intstr.IntOrString":      "intorstring",
+	"k8s.io/apimachinery/pkg/runtime.RawExtension":         "any",
+	"k8s.io/apimachinery/pkg/apis/meta/v1.FieldsV1":        "any",
 }
 
 var unmarshaler = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
