@@ -15,12 +15,24 @@ REPO = Path(__file__).resolve().parents[1]
 INVENTORIES = REPO / "inventories"
 
 
-def kb(*args: str, home: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The kbootstrap command line as a user runs it (`python -m kbootstrap ARGS`), with its own KBOOTSTRAP_HOME
-    when `home` is given, so no test writes into the real cluster directories."""
+def kb(*args: str, home: Path | None = None, timeout: float = 120, prefix: tuple[str, ...] = (),
+       check: bool = False) -> subprocess.CompletedProcess:
+    """The kbootstrap command line as a user runs it (`python -m kbootstrap ARGS`, from the repository), with its
+    own KBOOTSTRAP_HOME when `home` is given, so no test writes into the real cluster directories. `prefix`: a
+    command to run it under (unshare, env). `check`: exit 0 or the test fails, showing both outputs."""
     env = {**os.environ, "KBOOTSTRAP_HOME": str(home)} if home is not None else None
-    return subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    p = subprocess.run([*prefix, sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True, env=env,
+                       timeout=timeout, cwd=REPO)
+    if check:
+        assert p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
+def kubectl(binary: Path, kubeconfig: Path, *args: str, check: bool = True,
+            timeout: float = 30) -> subprocess.CompletedProcess:
+    """The bundle's kubectl against a test cluster, bounded (a request never hangs a test)."""
+    return subprocess.run([str(binary), "--kubeconfig", str(kubeconfig), "--request-timeout", "5s", *args],
+                          capture_output=True, text=True, check=check, timeout=timeout)
 
 
 def render_context(spec, root: Path, **kwargs):

@@ -63,8 +63,13 @@ def make_bundle(src: Path, out_dir: Path | None = None, tarball: Path | None = N
 
 
 def open_bundle(path: Path) -> Manifest:
-    """What `init`/`join --artifacts DIR` call: the verified manifest of a bundle directory (or refuse it)."""
-    manifest, problems = verify_dir(path)
+    """What `init`/`join --artifacts DIR` call: the verified manifest of a bundle directory (or refuse it).
+    A file unchanged since a run hashed it is not hashed again (digests.py); `artifacts verify` always is."""
+    from kbootstrap.artifacts.digests import default_cache
+
+    digests = default_cache()
+    manifest, problems = verify_dir(path, digests)
+    digests.save()
     bad = [p for p in problems if p.message != "not listed in the manifest"]
     if bad:
         raise ArtifactError(f"{path}: bundle does not verify:\n" + "\n".join(f"  - {p}" for p in bad))

@@ -14,9 +14,10 @@ from rich.text import Text
 from kbootstrap.artifacts.bundle import make_bundle, verify
 from kbootstrap.artifacts.catalog import Kind, release_artifacts
 from kbootstrap.artifacts.errors import ArtifactError
-from kbootstrap.artifacts.fetch import SOURCE_ENV, Fetcher, PlainReporter, RichReporter, default_cache_dir
+from kbootstrap.artifacts.fetch import SOURCE_ENV, Fetcher, LogReporter, RichReporter, default_cache_dir
 from kbootstrap.artifacts.lock import Lock, load_lock, lock_path
 from kbootstrap.cli.common import ErrorGroup
+from kbootstrap.cli.session import terminal_log
 from kbootstrap.model import versions
 
 err = Console(stderr=True, highlight=False, markup=False)  # user text is never markup
@@ -103,11 +104,12 @@ def fetch(version: str, arch: str, cache_dir: Path | None, source: str | None, l
                 and not (lock and (e := lock.get(d.component)) and e.sha256)]
     if unpinned:
         err.print(f"note: not pinned in a lock file, verified against the published checksum only: {', '.join(unpinned)}")
-    if sys.stderr.isatty() and not os.environ.get("CI"):
-        with RichReporter(err) as rep:
-            manifest = Fetcher(rel, cache, source, lock, offline, rep).run(list(components) or None)
-    else:
-        manifest = Fetcher(rel, cache, source, lock, offline, PlainReporter()).run(list(components) or None)
+    with terminal_log("text"):
+        if sys.stderr.isatty() and not os.environ.get("CI"):
+            with RichReporter(err) as rep:
+                manifest = Fetcher(rel, cache, source, lock, offline, rep).run(list(components) or None)
+        else:
+            manifest = Fetcher(rel, cache, source, lock, offline, LogReporter()).run(list(components) or None)
     total = sum(f.size for f in manifest.files)
     out.print(f"{len(manifest.files)} file(s) verified in {cache} ({total / 1e6:.1f} MB)")
 

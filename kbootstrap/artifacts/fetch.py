@@ -12,21 +12,25 @@ Any mismatch names the file, the expected and the actual digest, and leaves noth
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kbootstrap.artifacts.catalog import Download, Kind, ReleaseArtifacts
 from kbootstrap.artifacts.errors import ArtifactError, ChecksumMismatch
 from kbootstrap.artifacts.lock import Lock
 from kbootstrap.artifacts.manifest import CHUNK, Manifest, ManifestFile, read_manifest, sha256_file, write_manifest
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
 
 SOURCE_ENV = "KBOOTSTRAP_ARTIFACTS_SOURCE"
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -55,48 +59,47 @@ class SilentReporter:
     def note(self, message: str) -> None: ...
 
 
-class PlainReporter:
-    """One line a file, for logs and CI (no TTY)."""
+LOG = logging.getLogger("kbootstrap.fetch")
 
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
+
+class LogReporter:
+    """One log line a file (`kbootstrap.fetch`): where it goes is the command line's choice (cli/session.py)."""
+
+    def __init__(self) -> None:
         self._t: dict[str, float] = {}
-        self._n: dict[str, int] = {}
 
     def start(self, name: str, total: int | None) -> None:
-        self._t[name], self._n[name] = time.monotonic(), 0
-        size = f" ({total / 1e6:.1f} MB)" if total else ""
-        print(f"fetch {name}{size}", file=self.stream, flush=True)
+        self._t[name] = time.monotonic()
+        LOG.info(f"fetch {name}" + (f" ({total / 1e6:.1f} MB)" if total else ""))
 
     def advance(self, name: str, n: int) -> None:
-        self._n[name] = self._n.get(name, 0) + n
+        pass
 
     def finish(self, name: str, status: str) -> None:
         took = time.monotonic() - self._t.pop(name, time.monotonic())
-        extra = f" in {took:.1f}s" if status == "verified" else ""
-        print(f"  {name}: {status}{extra}", file=self.stream, flush=True)
+        LOG.info(f"  {name}: {status}" + (f" in {took:.1f}s" if status == "verified" else ""))
 
     def note(self, message: str) -> None:
-        print(message, file=self.stream, flush=True)
+        LOG.warning(message)
 
 
-class RichReporter:
-    """A rich progress bar a file (used when stderr is a terminal)."""
+class RichReporter(LogReporter):
+    """A rich progress bar a file on a terminal; the lines are LogReporter's (printed above the bars by the
+    command line's rich log handler on the same console)."""
 
-    def __init__(self, console=None):
-        from rich.console import Console
+    def __init__(self, console: Console) -> None:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-        self.console = console or Console(stderr=True, markup=False)
+        super().__init__()
         self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
-        self.tasks: dict[str, int] = {}
+                                 TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False)
+        self.tasks: dict[str, TaskID] = {}
 
-    def __enter__(self):
+    def __enter__(self) -> RichReporter:
         self.progress.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
     def start(self, name: str, total: int | None) -> None:
@@ -109,10 +112,7 @@ class RichReporter:
         if name in self.tasks:
             self.progress.update(self.tasks[name], description=f"{name} {status}")
         else:
-            self.progress.console.print(f"{name}: {status}", markup=False)
-
-    def note(self, message: str) -> None:
-        self.progress.console.print(message)
+            super().finish(name, status)
 
 
 def parse_checksum(text: str, filename: str, where: str) -> str:

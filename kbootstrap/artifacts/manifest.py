@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kbootstrap.artifacts.catalog import Install, Kind
 from kbootstrap.artifacts.errors import ArtifactError
@@ -34,6 +34,9 @@ from kbootstrap.artifacts.errors import ArtifactError
 FORMAT = "kbootstrap-bundle/v1"
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
+
+if TYPE_CHECKING:  # digests.py builds on this module
+    from kbootstrap.artifacts.digests import DigestCache
 
 
 @dataclass(frozen=True)
@@ -187,8 +190,9 @@ def _check(entry: ManifestFile, digest: str | None, size: int | None) -> Problem
     return None
 
 
-def verify_dir(root: Path) -> tuple[Manifest, list[Problem]]:
-    """Re-hash every file a directory's manifest lists; report missing, resized, changed and unlisted files."""
+def verify_dir(root: Path, digests: DigestCache | None = None) -> tuple[Manifest, list[Problem]]:
+    """Re-hash every file a directory's manifest lists (or take an unchanged file's digest from `digests`);
+    report missing, resized, changed and unlisted files."""
     manifest = read_manifest(root)
     problems: list[Problem] = []
     for entry in manifest.files:
@@ -196,7 +200,7 @@ def verify_dir(root: Path) -> tuple[Manifest, list[Problem]]:
         digest: str | None = None
         size: int | None = None
         if p.is_file():
-            digest, size = sha256_file(p), p.stat().st_size
+            digest, size = (digests.file(p) if digests else sha256_file(p)), p.stat().st_size
         if (problem := _check(entry, digest, size)) is not None:
             problems.append(problem)
     listed = {f.path for f in manifest.files} | {MANIFEST, "lock.json"}

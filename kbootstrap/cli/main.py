@@ -152,11 +152,11 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     Re-running resumes after a failure and changes nothing on a finished cluster.
     Then add workers with `kbootstrap join`.
     """
-    from kbootstrap.cli.session import session
+    from kbootstrap.cli.session import report, session
     from kbootstrap.model.etcd_members import MembersRecord
     from kbootstrap.phases.bundle_payload import load_bundle
     from kbootstrap.workflows import INIT, Inputs
-    from kbootstrap.workflows.init_cluster import init_nodes, preflight, write_admin_kubeconfig
+    from kbootstrap.workflows.init_cluster import Preflight, init_nodes, write_admin_kubeconfig
 
     spec = _load(inventory)
     if topology and topology != spec.cluster.topology.value:
@@ -175,12 +175,17 @@ def init(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
             f"`kbootstrap join --control-plane -i {inventory}`; if that cluster is gone, `kbootstrap reset` it "
             "or delete the record", param_hint="--inventory")
     with session(spec, cluster_dir, nodes, "init", accept_new_host_keys, output) as s:
-        preflight(s, nodes, manifest)
-        if not dry_run and not s.members.members:
-            s.members.record(spec, spec.etcd_members)  # the members that start the cluster
+        # Built before the members are recorded: with none recorded, each member starts with every member of
+        # the inventory, `new`, which is just what is recorded below.
         phases = INIT.build(Inputs(s.ctx, nodes, bundle, manifest), skip=skip_phases, only=only_phases)
-        result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
-    s.report(result)
+
+        def record_members() -> None:  # once preflight passed, before anything is applied
+            if not dry_run and not s.members.members:
+                s.members.record(spec, spec.etcd_members)  # the members that start the cluster
+
+        result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run,
+                       gate=Preflight(s, nodes, manifest, then=record_members))
+    report(s, result, output)
     if not result.failed and not dry_run:
         conf = write_admin_kubeconfig(s.ctx, s.root)
         if output == "text":
@@ -255,10 +260,10 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     if control_plane:
         return _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output,
                                     artifacts, dry_run, skip_phases, only_phases)
-    from kbootstrap.cli.session import session
+    from kbootstrap.cli.session import report, session
     from kbootstrap.phases.bundle_payload import load_bundle
     from kbootstrap.workflows import JOIN, Inputs
-    from kbootstrap.workflows.init_cluster import preflight
+    from kbootstrap.workflows.init_cluster import Preflight, preflight
     from kbootstrap.workflows.join_nodes import BootstrapToken, join_targets, unjoined
 
     spec = _load(inventory)
@@ -271,12 +276,12 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
     bundle, manifest = load_bundle(spec, artifacts)
     first = spec.control_planes[0]
     with session(spec, cluster_dir, [first, *targets], "join", accept_new_host_keys, output) as s:
-        preflight(s, targets, manifest)
         new = unjoined(s, targets)
         s.note(f"joining {', '.join(n.name for n in new) or 'no new node'}"
                + (f"; already joined: {', '.join(n.name for n in targets if n not in new)}"
                   if len(new) < len(targets) else ""))
         if new and not dry_run:
+            preflight(s, targets, manifest)  # before the token is made
             purpose = f"kbootstrap join of {', '.join(n.name for n in new)}; deleted when the join ends"
             with BootstrapToken(s, purpose) as token:
                 phases = JOIN.build(Inputs(s.ctx, targets, bundle, manifest, token=token.value, new=new,
@@ -285,8 +290,9 @@ def join(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, 
         else:
             phases = JOIN.build(Inputs(s.ctx, targets, bundle, manifest, timeout=timeout), skip=skip_phases,
                                 only=only_phases)
-            result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run)
-    s.report(result)
+            result = s.run(phases, apply=not dry_run, parallel=parallel, diffs=dry_run,
+                           gate=Preflight(s, targets, manifest))
+    report(s, result, output)
     exit_for(result, dry_run)
 
 
@@ -301,14 +307,17 @@ def _join_local(inventory, hosts, control_plane, server, token, token_file, ca_c
     if missing:
         raise click.BadParameter(f"{' and '.join(missing)} needed (`kbootstrap token create --print-join-command` "
                                  "on the controller prints them)", param_hint="--local")
-    result = run_local_join(server, read_token(token, token_file), ca_cert_hash, artifacts, node_name, dry_run,
-                            timeout, output)
+    from kbootstrap.cli.session import print_local
+
+    secret = read_token(token, token_file)
+    result = print_local(output, lambda: run_local_join(server, secret, ca_cert_hash, artifacts, node_name, dry_run,
+                                                        timeout))
     exit_for(result, dry_run)
 
 
 def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output, artifacts,
                          dry_run, skip_phases, only_phases) -> None:
-    from kbootstrap.cli.session import session
+    from kbootstrap.cli.session import report, session
     from kbootstrap.model.etcd_members import MembersRecord
     from kbootstrap.phases.bundle_payload import load_bundle
     from kbootstrap.workflows import JOIN_CONTROL_PLANE, Inputs
@@ -348,7 +357,7 @@ def _join_control_planes(inventory, cluster_dir, hosts, parallel, accept_new_hos
             if result.failed or dry_run:
                 break
     assert result is not None
-    s.report(result)
+    report(s, result, output)
     if not result.failed and not dry_run:
         write_admin_kubeconfig(s.ctx, s.root)
     exit_for(result, dry_run)

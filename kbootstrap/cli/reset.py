@@ -48,7 +48,7 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
     kept in /var/lib/kbootstrap/local (so it works with the cluster gone); the Node object stays in the
     cluster (`kubectl delete node NAME`), as after `kubeadm reset`.
     """
-    from kbootstrap.cli.session import session
+    from kbootstrap.cli.session import report, session
     from kbootstrap.phases.reset import detach_host, partial_reset_problem, purge_paths
     from kbootstrap.workflows import RESET, Inputs
 
@@ -58,9 +58,10 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
                                      param_hint="--local")
         _confirm(yes, dry_run, "what kbootstrap set up on this machine: its kubelet, kube-proxy, pods, "
                                "certificates and iptables rules")
+        from kbootstrap.cli.session import print_local
         from kbootstrap.local.join import run_local_reset
 
-        exit_for(run_local_reset(dry_run, output), dry_run)
+        exit_for(print_local(output, lambda: run_local_reset(dry_run)), dry_run)
     if inventory is None:
         raise click.BadParameter("required (or --local, on a node that joined itself)", param_hint="-i/--inventory")
     spec = _load(inventory)
@@ -83,7 +84,7 @@ def reset(inventory: Path | None, cluster_dir: Path | None, hosts: tuple[str, ..
                        apply=not dry_run, parallel=parallel)
         if not dry_run and not result.failed and all(m in nodes for m in spec.etcd_members):
             s.members.delete()  # the etcd data it described is gone: the next init starts a new cluster
-    s.report(result)
+    report(s, result, output)
     exit_for(result, dry_run)
 
 

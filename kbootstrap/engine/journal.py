@@ -1,5 +1,6 @@
 """The controller-side record of runs: a lock so two runs never touch one cluster at once, a journal of
-what finished on which host, and a full log per run — all in the cluster directory."""
+what finished on which host, and where each run's full log goes (written through `logging`: engine/session.py)
+— all in the cluster directory."""
 
 from __future__ import annotations
 
@@ -93,10 +94,6 @@ class Journal:
                  "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
-
-    def log(self, line: str) -> None:
-        with open(self.log_path, "a") as f:
-            f.write(line.rstrip("\n") + "\n")
 
     def entries(self) -> list[dict]:
         if not self.path.exists():

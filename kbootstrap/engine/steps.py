@@ -7,6 +7,7 @@ construction (compare digests and states; act only on a difference).
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,7 +77,7 @@ class FilesStep:
         for path, a in self.artifacts.items():
             have = facts.files.get(path)
             if have is None:
-                out.append(Change(self.name, "create", path, f"{len(a.content)} bytes, mode {a.mode:04o}", a.secret))
+                out.append(Change(self.name, "create", path, f"{a.size} bytes, mode {a.mode:04o}", a.secret))
             elif have.sha256 != a.sha256:
                 out.append(Change(self.name, "update", path, f"sha256 {(have.sha256 or '-')[:12]} -> {a.sha256[:12]}",
                                   a.secret))
@@ -99,6 +100,12 @@ class RunChanges(set):
     def __init__(self) -> None:
         super().__init__()
         self.unreloaded: set[str] = set()
+
+    def copy(self) -> RunChanges:
+        c = RunChanges()
+        c |= self
+        c.unreloaded = set(self.unreloaded)
+        return c
 
 
 def _unreloaded(changed: set[str]) -> set[str]:
@@ -251,6 +258,47 @@ class RetryStep(CommandStep):
             raise StepError(t.host, self.name, f"still failing after {self.timeout:.0f}s: " + " ".join(self.command),
                             r.rc, r.stderr_tail())
         self._probe_passes(t)
+
+
+class ImagesStep:
+    """Image archives imported into containerd's k8s.io namespace unless the CRI lists the image already. One
+    `crictl inspecti` of them all answers a host that has every one (the usual case); only when one is missing
+    is each looked up, so that only the missing ones are imported."""
+
+    name = "images"
+
+    def __init__(self, crictl: list[str], ctr: str, images: dict[str, str]):
+        self.crictl, self.ctr = crictl, ctr
+        self.images = images  # image reference -> its archive's path on the host
+
+    def _probe(self) -> list[str]:
+        inspect = " ".join(shlex.quote(a) for a in [*self.crictl, "inspecti", "-q"])
+        return ["sh", "-c", f'{inspect} "$@" >/dev/null 2>&1 && exit 0; '
+                f'for i in "$@"; do {inspect} "$i" >/dev/null 2>&1 || echo "$i"; done; exit 1',
+                "sh", *self.images]
+
+    def wants(self) -> Wants:
+        return Wants(probes={self.name: self._probe()})
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
+        answer = facts.probes.get(self.name, {})
+        if answer.get("rc") == 0:
+            return []
+        listed = set(answer.get("stdout", "").split())
+        missing = [i for i in self.images if i in listed] or list(self.images)  # no answer: all of them
+        return [Change(self.name, "import", i, f"from {self.images[i]}") for i in missing]
+
+    def apply(self, t: Transport, changes: list[Change]) -> None:
+        for c in changes:
+            argv = [self.ctr, "-n", "k8s.io", "images", "import", self.images[c.target]]
+            r = t.run(argv, sudo=True)
+            if not r.ok:
+                raise StepError(t.host, self.name, " ".join(argv), r.rc, r.stderr_tail())
+        # What ctr imported shows in the CRI's image list once containerd's event is handled: polled.
+        p = run_until_ok(t, self._probe(), timeout=15, interval=0.5)
+        if not p.ok:
+            raise StepError(t.host, self.name, "images still missing after import", p.rc,
+                            p.stdout.decode(errors="replace").strip())
 
 
 class SysctlStep:

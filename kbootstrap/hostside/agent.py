@@ -1,8 +1,11 @@
 """The helper kbootstrap runs on a host (`python3 -c`, through sudo) so that one command does a batch.
 
-    facts  stdin {"files": [...], "stat": [...], "units": [...], "probes": {"key": argv}}  -> stdout JSON facts
+    facts  stdin {"files": [...], "stat": [...], "units": [...], "probes": {"key": argv},
+                  "programs": {"key": {"source": text, "call": name, "arg": json}}}  -> stdout JSON facts
            (files: digest, mode, owner; stat: modification time only; units: systemd properties, and StartedAt,
-           the last start or reload in whole seconds since the epoch)
+           the last start or reload in whole seconds since the epoch; probes run side by side: read-only;
+           programs: another of kbootstrap's standard-library programs, e.g. the preflight probe, whose
+           function `call` answers in this same round trip: {"result": ...} or {"error": "..."})
     read   stdin {"files": [...]}                                           -> stdout {"path": base64|null}
     write  stdin one JSON header line [{path, mode, owner, group, size}] then the contents back to back
            -> every file written atomically (temp file in the same directory, fsync, chown/chmod, rename)
@@ -12,6 +15,7 @@ It must not import anything from kbootstrap.
 """
 
 import base64
+import concurrent.futures
 import grp
 import hashlib
 import json
@@ -21,9 +25,55 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
+
+# Digests of large files (binaries, images, .debs), kept between runs as git's index keeps them: trusted
+# while the file's device, inode, size, modification and change times are the same (kbootstrap replaces a
+# file by renaming a new one over it, and any write changes the change time, which no user can set). As git
+# does for its index, a file changed in the last seconds is not cached: a second write within the clock's
+# tick could keep every one of those the same.
+DIGESTS = "/var/lib/kbootstrap/digests.json"
+CACHED_FROM = 1 << 20
+SETTLED = 2.0
 
 
-def _file_fact(path):
+class _Digests:
+    def __init__(self, path=DIGESTS, settled=SETTLED):
+        self.path, self.settled, self.dirty = path, settled, False
+        try:
+            with open(path) as f:
+                self.known = json.load(f)
+        except (OSError, ValueError):
+            self.known = {}
+
+    def sha256(self, path, st):
+        key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        entry = self.known.get(path)
+        if entry and entry[:5] == key:
+            return entry[5]
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if st.st_size >= CACHED_FROM and time.time() - max(st.st_mtime, st.st_ctime) >= self.settled:
+            self.known[path], self.dirty = key + [h.hexdigest()], True
+        return h.hexdigest()
+
+    def save(self):
+        """Best effort: without the cache the next run hashes again."""
+        if not self.dirty:
+            return
+        try:
+            _makedirs(os.path.dirname(self.path))
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), prefix=".digests.")
+            with os.fdopen(fd, "w") as f:
+                json.dump({p: e for p, e in self.known.items() if os.path.exists(p)}, f)
+            os.rename(tmp, self.path)
+        except OSError:
+            pass
+
+
+def _file_fact(path, digests):
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -42,11 +92,7 @@ def _file_fact(path):
     if not os.path.isfile(path) or os.path.islink(path):
         fact["type"] = "other"
         return fact
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    fact["sha256"] = h.hexdigest()
+    fact["sha256"] = digests.sha256(path, st)
     return fact
 
 
@@ -93,24 +139,38 @@ def _unit_facts(units):
     return facts
 
 
-def _probes(probes):
-    out = {}
-    for key, argv in probes.items():
-        try:
-            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-            out[key] = {"rc": p.returncode, "stdout": p.stdout.decode("utf-8", "replace")[-4000:]}
-        except (OSError, subprocess.TimeoutExpired) as e:
-            out[key] = {"rc": 127, "stdout": str(e)}
-    return out
+def _probe(argv):
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        return {"rc": p.returncode, "stdout": p.stdout.decode("utf-8", "replace")[-4000:]}
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"rc": 127, "stdout": str(e)}
+
+
+def _program(spec):
+    g = {"__name__": "kbootstrap-" + spec["call"]}
+    try:
+        exec(compile(spec["source"], spec["call"], "exec"), g)
+        return {"result": g[spec["call"]](spec.get("arg"))}
+    except Exception as e:  # reported, not raised: the other facts still answer
+        return {"error": "%s: %s" % (type(e).__name__, e)}
 
 
 def facts(req):
-    return {
-        "files": {p: _file_fact(p) for p in req.get("files", [])},
-        "stat": {p: _mtime(p) for p in req.get("stat", [])},
-        "units": _unit_facts(req.get("units", [])),
-        "probes": _probes(req.get("probes", {})),
-    }
+    """Probes only read, so they run side by side, while the files are hashed: a run's facts take as long as
+    the slowest probe (a kubectl through an absent VIP), not the sum of them."""
+    probes = req.get("probes", {})
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        running = {key: pool.submit(_probe, argv) for key, argv in probes.items()}
+        programs = {key: pool.submit(_program, spec) for key, spec in req.get("programs", {}).items()}
+        digests = _Digests()
+        files = {p: _file_fact(p, digests) for p in req.get("files", [])}
+        digests.save()
+        out = {"files": files, "stat": {p: _mtime(p) for p in req.get("stat", [])},
+               "units": _unit_facts(req.get("units", []))}
+        out["probes"] = {key: f.result() for key, f in running.items()}
+        out["programs"] = {key: f.result() for key, f in programs.items()}
+    return out
 
 
 def read(req):

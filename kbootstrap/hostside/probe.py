@@ -3,7 +3,7 @@
 It runs on the host (`python3 -c`, through sudo, like transport/agent.py) as ONE command, so a cluster's
 preflight is one round trip per host. stdin: {"ports": [...], "modules": [...], "commands": [...],
 "targets": [[address, port], ...], "timeout": 0.5}; stdout: one JSON object of facts. It only reads:
-files under /etc, /proc and /sys, and TCP connects to the targets (run in parallel, so the whole probe
+files under /etc, /proc and /sys, `ip -o -4 addr show`, and TCP connects to the targets (in parallel, so the probe
 takes about one timeout). It judges nothing: the rules live in checks.py on the controller.
 This file is sent as source text: standard library only, Python 3.6+, no import from kbootstrap.
 """
@@ -17,6 +17,7 @@ import platform
 import shutil
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -141,6 +142,21 @@ def _macs():
     return out
 
 
+def _addresses():
+    """interface -> its IPv4 addresses with their prefix ("10.77.0.11/24"), as `ip` lists them; {} without ip."""
+    try:
+        p = subprocess.run(["ip", "-o", "-4", "addr", "show"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out = {}
+    for line in p.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "inet":
+            out.setdefault(fields[1].split("@")[0], []).append(fields[3])
+    return out
+
+
 def _mem_total():
     for line in (_read("/proc/meminfo") or "").splitlines():
         if line.startswith("MemTotal:"):
@@ -190,6 +206,7 @@ def probe(req):
         "machine_id": (_read("/etc/machine-id") or "").strip(),
         "product_uuid": (_read("/sys/class/dmi/id/product_uuid") or "").strip().lower() or None,
         "macs": _macs(),
+        "addresses": _addresses(),
         "modules": {m: _module(m, release) for m in req.get("modules", [])},
         "cgroup": _cgroup(),
         "var_free": var_free,

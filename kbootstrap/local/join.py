@@ -27,7 +27,8 @@ import yaml
 
 from kbootstrap.engine.localfs import write_if_changed
 from kbootstrap.engine.poll import Pending, poll
-from kbootstrap.errors import KbootstrapError, Refused
+from kbootstrap.engine.session import LOG, RunFailed
+from kbootstrap.errors import Refused
 from kbootstrap.local.discovery import PIN, DiscoveryError, ca_pin, discover, https_get, parse_token
 from kbootstrap.local.node_profile import CONFIGMAP, KEY, NAMESPACE, spec_from_profile
 from kbootstrap.model.spec import ClusterSpec, Node
@@ -37,13 +38,13 @@ from kbootstrap.render.node_sync import INTERVAL as SYNC_INTERVAL
 from kbootstrap.render.node_sync import TIMER as SYNC_TIMER
 
 if TYPE_CHECKING:
-    from kbootstrap.cli.session import Session
+    from kbootstrap.engine.session import Session
 
 STATE_DIR = Path("/var/lib/kbootstrap/local")  # lock, journal and run logs of join --local on this node
 LOCAL_CA = "/etc/kubernetes/pki/ca.crt"
 
 
-class NodeNotReady(KbootstrapError):
+class NodeNotReady(RunFailed):
     """The join's phases passed but the node did not become Ready (exit 1: a failure, not bad input)."""
 
 
@@ -220,26 +221,27 @@ def _require_root(why: str) -> None:
 
 
 @contextmanager
-def _local_session(spec: ClusterSpec, ca_pem: bytes, node: Node, command: str, output: str) -> Iterator[Session]:
+def _local_session(spec: ClusterSpec, ca_pem: bytes, node: Node, command: str) -> Iterator[Session]:
     """One locked, journaled run on this machine (lock, journal and logs in STATE_DIR), rendering with the
     cluster CA's certificate alone: no cluster secrets and no keys, which a worker's files need neither of (a
     renderer reaching for one fails loudly)."""
-    from kbootstrap.cli.session import Session
     from kbootstrap.engine.journal import ClusterLock, Journal
+    from kbootstrap.engine.session import Session, run_log
     from kbootstrap.pki.issue import ca_only
     from kbootstrap.render import RenderContext
     from kbootstrap.transport.local import LocalTransport
 
     ctx = RenderContext(spec, ca_only(ca_pem), None)  # type: ignore[arg-type]
     with ClusterLock(STATE_DIR, command) as lock:
-        s = Session(ctx, {node.name: LocalTransport(node.name)}, Journal(STATE_DIR, command), output, STATE_DIR)
-        if lock.broke_stale:
-            s.note(f"note: {lock.broke_stale}")
-        yield s
+        journal = Journal(STATE_DIR, command)
+        with run_log(journal):
+            if lock.broke_stale:
+                LOG.warning(f"note: {lock.broke_stale}")
+            yield Session(ctx, {node.name: LocalTransport(node.name)}, journal, STATE_DIR)
 
 
 def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts: Path | None, node_name: str | None,
-                   dry_run: bool, timeout: float, output: str):
+                   dry_run: bool, timeout: float):
     """The whole `join --local`. Refusals raise before the first write on this machine; the phases then
     run through the same engine, journal and lock as over SSH, kept in STATE_DIR."""
     from dataclasses import replace
@@ -255,7 +257,7 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
     node = this_node(spec, node_name, local_addresses())
     bundle, manifest = load_bundle(spec, artifacts)
     sync_env = node_sync_env(server, trust.ca_pem, bundle)  # may refuse a path: before anything is written
-    with _local_session(spec, trust.ca_pem, node, "join --local", output) as s:
+    with _local_session(spec, trust.ca_pem, node, "join --local") as s:
         s.note(f"{node.name}: " + ("already joined: checking every phase, no token used" if trust.joined else
                                    f"joining cluster {spec.cluster.name} at {spec.api_server_url}"))
         preflight(s, [node], manifest)
@@ -272,14 +274,13 @@ def run_local_join(server: str, token: str | None, ca_cert_hash: str, artifacts:
                 s.note(f"{node.name}: Ready")
             except LocalJoinError as e:
                 not_ready = str(e)
-    s.report(result)
+                LOG.error(f"FAILED: {not_ready}", extra={"log_only": True})  # the terminal gets it as the error
     if not_ready:  # the phases passed, the node did not come up: a failure (exit 1), not bad input
-        s.journal.log(f"FAILED: {not_ready}")
-        raise NodeNotReady(not_ready)
+        raise NodeNotReady(not_ready, result)
     return result
 
 
-def run_local_reset(dry_run: bool, output: str):
+def run_local_reset(dry_run: bool):
     """`reset --local`: `reset`'s phases for this node, from what the join kept (the cluster may be gone).
     The Node object stays in the cluster, as after `kubeadm reset`."""
     from kbootstrap.workflows import RESET, Inputs
@@ -288,10 +289,9 @@ def run_local_reset(dry_run: bool, output: str):
     joined = Joined.load()
     spec = spec_from_profile(joined.profile)
     node = spec.node(joined.node)
-    with _local_session(spec, joined.ca_pem, node, "reset --local", output) as s:
+    with _local_session(spec, joined.ca_pem, node, "reset --local") as s:
         result = s.run(RESET.build(Inputs(s.ctx, [node], detach=False)), apply=not dry_run, parallel=1, diffs=dry_run)
         if not result.failed and not dry_run:
             s.note(f"{node.name} is reset; its Node object stays in the cluster: `kubectl delete node {node.name}` "
                    "on the controller, or `kbootstrap join --local` with a new token to join again")
-    s.report(result)
     return result

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import CommandStep, ServicesStep, WaitStep
+from kbootstrap.model.host import SUPER_ADMIN_CONF, kubectl
 from kbootstrap.model.spec import Node
-from kbootstrap.phases.services import SUPER_ADMIN_CONF, inputs_for, kubectl, nodes_ready
+from kbootstrap.phases.services import inputs_for, nodes_ready
 from kbootstrap.render import RenderContext
 from kbootstrap.render.cluster_addons import addon_paths
 from kbootstrap.render.csr_approver import SERVICE, runs_approver
@@ -36,12 +37,15 @@ def _mark_control_planes(names: list[str]) -> CommandStep:
                        command=["sh", "-ec", f"{label} && {taint}"], detail=f"label and taint {ROLE}")
 
 
-def _apply(path: str) -> CommandStep:
+def _apply(paths: list[str]) -> CommandStep:
     """Server-side apply owns only the fields kbootstrap writes: bootstrapsigner's signatures in cluster-info
-    stay, and the diff probe sees no change on a cluster that has these objects."""
-    return CommandStep(f"apply {path.rsplit('/', 1)[-1]}",
-                       probe=kubectl("diff", "--server-side", "-f", path, kubeconfig=SUPER_ADMIN_CONF),
-                       command=kubectl("apply", "--server-side", "-f", path, kubeconfig=SUPER_ADMIN_CONF), detail=path)
+    stay, and the diff probe sees no change on a cluster that has these objects. One kubectl for all the
+    files (a no-op run's probe is one process); applying them all again when one differs changes nothing else."""
+    files = [a for p in paths for a in ("-f", p)]
+    return CommandStep("apply cluster objects",
+                       probe=kubectl("diff", "--server-side", *files, kubeconfig=SUPER_ADMIN_CONF),
+                       command=kubectl("apply", "--server-side", *files, kubeconfig=SUPER_ADMIN_CONF),
+                       detail=", ".join(p.rsplit("/", 1)[-1] for p in paths))
 
 
 def bootstrap_cluster(ctx: RenderContext, nodes: list[Node], ready: list[str], binaries_by_node: dict[str, list],
@@ -50,7 +54,7 @@ def bootstrap_cluster(ctx: RenderContext, nodes: list[Node], ready: list[str], b
     steps: dict[str, list] = {n.name: [ServicesStep([SERVICE], inputs_for(ctx, n, binaries_by_node))]
                               for n in nodes if runs_approver(ctx, n)}
     steps[first.name] = [
-        *(_apply(p) for p in addon_paths(ctx)),
+        _apply(addon_paths(ctx)),
         WaitStep("nodes Ready", nodes_ready(ready), timeout=timeout, interval=3, what="nodes " + ", ".join(ready)),
         _mark_control_planes(ready),
         *steps.get(first.name, []),

@@ -1,8 +1,9 @@
-"""Bundle files as Artifacts for hosts: which files a node needs, read once and verified before any host.
+"""Bundle files as Artifacts for hosts: which files a node needs, compared by the digests of the verified
+bundle and read only when a host needs one written.
 
-Every file's sha256 is checked against the bundle manifest when it is read, which happens while the phases
-are built, before the first connection: a tampered or truncated bundle file stops the run with nothing
-installed anywhere.
+`load_bundle` verifies every file against the manifest before any host is contacted (a tampered or truncated
+bundle stops the run with nothing installed anywhere); a file's content is checked against the manifest again
+when it is read to be sent, so a file changed after that check is never installed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from kbootstrap.artifacts.catalog import Kind
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.manifest import Manifest, ManifestFile
 from kbootstrap.errors import ExitCode
-from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.artifact import Artifact, Source
 from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
 
 IMAGES_DIR = "/var/lib/kbootstrap/images"
@@ -46,6 +47,33 @@ def read(bundle: Path, f: ManifestFile, member: str | None = None) -> bytes:
     return _verified(bundle / f.path, f.sha256) if member is None else _member(bundle / f.path, f.sha256, member)
 
 
+@cache
+def _digests():
+    from kbootstrap.artifacts.digests import default_cache
+
+    return default_cache()
+
+
+def source(bundle: Path, f: ManifestFile, member: str | None = None) -> Source:
+    """A bundle file (or a file inside one of its archives) as content read when needed, digest known now."""
+    if member is None:
+        return Source(f.sha256, f.size, lambda: read(bundle, f))
+
+    def measure() -> tuple[str, int]:
+        data = read(bundle, f, member)
+        return hashlib.sha256(data).hexdigest(), len(data)
+
+    cache = _digests()
+    digest, size = cache.member(f.sha256, member, measure)
+    cache.save()
+    return Source(digest, size, lambda: read(bundle, f, member))
+
+
+def artifact(bundle: Path, f: ManifestFile, dest: str, mode: int = 0o644, member: str | None = None,
+             component: str = "") -> Artifact:
+    return Artifact(dest, b"", mode, component=component or f.component, source=source(bundle, f, member))
+
+
 def needs(spec: ClusterSpec, node: Node, f: ManifestFile) -> bool:
     """Whether `node` needs bundle file `f`, from its roles and the control-plane form."""
     static = spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD
@@ -67,7 +95,7 @@ def needs(spec: ClusterSpec, node: Node, f: ManifestFile) -> bool:
 
 def binaries(spec: ClusterSpec, node: Node, bundle: Path, manifest: Manifest,
              components: tuple[str, ...] | None = None) -> list[Artifact]:
-    return [Artifact(i.dest, read(bundle, f, i.member), i.mode, component=f.component)
+    return [artifact(bundle, f, i.dest, i.mode, i.member)
             for f in manifest.files
             if f.kind in (Kind.BINARY, Kind.TARBALL) and needs(spec, node, f)
             and (components is None or f.component in components)
@@ -76,7 +104,7 @@ def binaries(spec: ClusterSpec, node: Node, bundle: Path, manifest: Manifest,
 
 def images(spec: ClusterSpec, node: Node, bundle: Path, manifest: Manifest,
            roles: tuple[str, ...]) -> list[tuple[ManifestFile, Artifact]]:
-    return [(f, Artifact(f"{IMAGES_DIR}/{Path(f.path).name}", read(bundle, f), 0o644, component="images"))
+    return [(f, artifact(bundle, f, f"{IMAGES_DIR}/{Path(f.path).name}", component="images"))
             for f in manifest.files
             if f.kind == Kind.OCI_IMAGE and needs(spec, node, f) and set(f.roles) & set(roles)]
 

@@ -13,7 +13,6 @@ from kbootstrap.artifacts.debs import debs_for
 from kbootstrap.artifacts.manifest import Manifest
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import PackagesStep, Step
-from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import Node, Role
 from kbootstrap.phases import bundle_payload
 from kbootstrap.render import RenderContext
@@ -38,7 +37,6 @@ def install_packages(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes
         debs = debs_for(manifest, bundle_roles(ctx, node))
         if debs:
             steps[node.name] = [PackagesStep([
-                (f, Artifact(f"{DEBS_DIR}/{Path(f.path).name}", bundle_payload.read(bundle, f), 0o644,
-                             component="packages"))
+                (f, bundle_payload.artifact(bundle, f, f"{DEBS_DIR}/{Path(f.path).name}", component="packages"))
                 for f in debs])]
     return Phase(NAME, steps)

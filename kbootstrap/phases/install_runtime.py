@@ -11,8 +11,9 @@ from pathlib import Path
 
 from kbootstrap.artifacts.manifest import Manifest, ManifestFile
 from kbootstrap.engine.runner import Phase
-from kbootstrap.engine.steps import CommandStep, FilesStep, ServicesStep, Step
+from kbootstrap.engine.steps import FilesStep, ImagesStep, ServicesStep, Step
 from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.host import CRICTL, CTR, RUNTIME_SERVICES
 from kbootstrap.model.spec import Node
 from kbootstrap.phases import bundle_payload
 from kbootstrap.render import RenderContext
@@ -21,16 +22,13 @@ from kbootstrap.render.node import runtime_files
 NAME = "runtime"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 
 RUNTIME_COMPONENTS = ("containerd", "runc", "crictl", "cni-plugins")
-CRICTL = ["/usr/local/bin/crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock"]
 
 
 def import_steps(images: list[tuple[ManifestFile, Artifact]]) -> list[Step]:
     """Import each image archive into containerd's k8s.io namespace unless the CRI already lists it."""
-    return [CommandStep(f"import image {f.image}",
-                        probe=[*CRICTL, "inspecti", "-q", str(f.image)],
-                        command=["/usr/local/bin/ctr", "-n", "k8s.io", "images", "import", a.path],
-                        detail=f"from {a.path}")
-            for f, a in images]
+    if not images:
+        return []
+    return [ImagesStep(CRICTL, CTR, {str(f.image): a.path for f, a in images})]
 
 
 def install_runtime(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes: list[Node]) -> Phase:
@@ -44,5 +42,6 @@ def install_runtime(ctx: RenderContext, bundle: Path, manifest: Manifest, nodes:
         images = bundle_payload.images(spec, node, bundle, manifest, roles=("node",))
         inputs = {a.path for a in rendered + binaries}
         steps[node.name] = [FilesStep(rendered + binaries + [a for _, a in images]),
-                            ServicesStep(["containerd"], {"containerd": inputs}), *import_steps(images)]
+                            ServicesStep(list(RUNTIME_SERVICES), dict.fromkeys(RUNTIME_SERVICES, inputs)),
+                            *import_steps(images)]
     return Phase(NAME, steps)

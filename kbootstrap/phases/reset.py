@@ -36,8 +36,15 @@ from kbootstrap.engine.reset_steps import RemovePathsStep, StopServicesStep
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import ShellStep, Step, wanted_by_link
 from kbootstrap.model import ports
+from kbootstrap.model.host import (
+    CONTROL_PLANE_SERVICES,
+    CRICTL,
+    ETCD_SERVICE,
+    NODE_SERVICES,
+    RUNTIME_SERVICES,
+    loadbalancer_services,
+)
 from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
-from kbootstrap.phases.install_runtime import CRICTL
 from kbootstrap.phases.services import kubectl
 from kbootstrap.render import RenderContext, flags, render_host
 from kbootstrap.render.csr_approver import SERVICE as APPROVER
@@ -66,13 +73,13 @@ def services_to_stop(ctx: RenderContext, node: Node) -> list[str]:
     if node.joins_locally:  # first, so that no re-run of the join starts while the node is taken apart
         out += [SYNC_TIMER, SYNC_SERVICE]
     if node in spec.kubelet_nodes:
-        out += ["kubelet", "kube-proxy", "kbootstrap-pod-routes"]
+        out += NODE_SERVICES
     if node.has(Role.CONTROL_PLANE) and spec.cluster.control_plane_form is ControlPlaneForm.SYSTEMD:
-        out += ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+        out += CONTROL_PLANE_SERVICES
     if spec.is_etcd_member(node) and not etcd_as_static_pod(ctx, node):
-        out.append("etcd")
+        out.append(ETCD_SERVICE)
     if node.has(Role.LOADBALANCER):
-        out += ["haproxy"] + (["keepalived"] if spec.load_balancer.vip is not None else [])
+        out += loadbalancer_services(spec)
     if runs_approver(ctx, node):
         out.append(APPROVER)
     return out
@@ -86,7 +93,7 @@ def container_steps() -> list[Step]:
         ShellStep("remove pods", probe=f"! systemctl is-active -q containerd || [ ! -x {CRICTL[0]} ] || "
                                        f'{{ out=$({crictl} pods -q) && test -z "$out"; }}',
                   command=f"{crictl} rmp -a -f", label="crictl rmp -fa", detail="every pod and its containers"),
-        StopServicesStep(["containerd"], name="stop containerd"),
+        StopServicesStep(list(RUNTIME_SERVICES), name="stop containerd"),
     ]
 
 
@@ -117,7 +124,7 @@ def reset_paths(ctx: RenderContext, node: Node) -> list[str]:
         paths.append("/run/kubernetes")  # kube-apiserver's --cert-dir default, were it ever used
     if spec.is_etcd_member(node):
         paths.append(flags.ETCD_DATA_DIR)
-    services = services_to_stop(ctx, node) + (["containerd"] if node in spec.kubelet_nodes else [])
+    services = services_to_stop(ctx, node) + (list(RUNTIME_SERVICES) if node in spec.kubelet_nodes else [])
     paths += [wanted_by_link(s) for s in services]
     return paths
 

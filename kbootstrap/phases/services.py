@@ -5,13 +5,10 @@ from __future__ import annotations
 from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.etcd_members import client_url
+from kbootstrap.model.host import etcdctl, kubectl
 from kbootstrap.model.spec import ClusterSpec, Node
-from kbootstrap.render import RenderContext, flags, render_host
-
-KUBECTL = "/usr/local/bin/kubectl"
-NODE_SERVICES = ["kubelet", "kube-proxy", "kbootstrap-pod-routes"]
-ADMIN_CONF = f"{flags.K8S}/admin.conf"
-SUPER_ADMIN_CONF = f"{flags.K8S}/super-admin.conf"
+from kbootstrap.render import RenderContext, render_host
+from kbootstrap.transport.base import quote
 
 
 def service_inputs(artifacts: list[Artifact]) -> dict[str, set[str]]:
@@ -28,22 +25,9 @@ def inputs_for(ctx: RenderContext, node: Node, binaries_by_node: dict[str, list[
     return service_inputs(render_host(ctx, node) + binaries_by_node.get(node.name, []))
 
 
-def etcdctl(endpoints: list[str], *args: str) -> list[str]:
-    """etcdctl over mTLS with the healthcheck client certificate (every etcd member and stacked CP has it)."""
-    pki = f"{flags.PKI}/etcd"
-    return ["/usr/local/bin/etcdctl", "--endpoints", ",".join(endpoints), "--cacert", f"{pki}/ca.crt",
-            "--cert", f"{pki}/healthcheck-client.crt", "--key", f"{pki}/healthcheck-client.key",
-            "--command-timeout", "3s", *args]
-
-
 def etcd_health(node: Node) -> list[str]:
     """Health of this member through its own client URL, over mTLS (needs quorum: a read goes through raft)."""
     return etcdctl([client_url(node)], "endpoint", "health")
-
-
-def kubectl(*args: str, kubeconfig: str = ADMIN_CONF, server: str | None = None) -> list[str]:
-    return [KUBECTL, "--kubeconfig", kubeconfig, *(["--server", server] if server else []),
-            "--request-timeout", "5s", *args]
 
 
 def api_ready(spec: ClusterSpec, node: Node | None = None) -> list[str]:
@@ -51,5 +35,13 @@ def api_ready(spec: ClusterSpec, node: Node | None = None) -> list[str]:
     return kubectl("get", "--raw", "/readyz", server=f"https://{node.address}:{ports.APISERVER}" if node else None)
 
 
+_READY = '{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}'
+
+
 def nodes_ready(names: list[str]) -> list[str]:
-    return kubectl("wait", "--for=condition=Ready", "--timeout=2s", *(f"node/{n}" for n in names))
+    """Passes when every named node's Ready condition is True. One GET of the node list (`kubectl wait` takes four
+    times as long to answer on a cluster that is Ready: it is a no-op run's probe; and a GET of one named node
+    answers that node, not a list); a node that does not exist fails it."""
+    k = quote(kubectl("get", "nodes", "-o", f"jsonpath={_READY}"))
+    return ["sh", "-c", f'out=$({k}) || exit 1; for n; do printf "%s\\n" "$out" | grep -qx "$n True" || exit 1; done',
+            "sh", *names]

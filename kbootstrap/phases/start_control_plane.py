@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import ServicesStep, Step, WaitStep
+from kbootstrap.model.host import CONTROL_PLANE_SERVICES, NODE_SERVICES
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.phases.add_etcd_members import member_ready_steps
-from kbootstrap.phases.services import NODE_SERVICES, api_ready, inputs_for
+from kbootstrap.phases.services import api_ready, inputs_for
 from kbootstrap.render import RenderContext
 from kbootstrap.render.etcd import etcd_as_static_pod
 
 NAME = "control-plane"  # the phase's name in workflow tables, --help, --skip-phases and the journal
 
-CONTROL_PLANE_SERVICES = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
 
 
 def start_control_plane(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
@@ -29,7 +29,7 @@ def start_control_plane(ctx: RenderContext, nodes: list[Node], binaries_by_node:
         inputs = inputs_for(ctx, node, binaries_by_node)
         services = list(NODE_SERVICES)
         if spec.cluster.control_plane_form is ControlPlaneForm.SYSTEMD:
-            services = CONTROL_PLANE_SERVICES + services
+            services = [*CONTROL_PLANE_SERVICES, *services]
         node_steps: list[Step] = [ServicesStep(services, inputs)]
         if etcd_as_static_pod(ctx, node):
             node_steps += member_ready_steps(ctx, node, timeout=240, what=f"etcd member {node.name} (static pod)")

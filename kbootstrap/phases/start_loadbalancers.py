@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import ServicesStep, Step
+from kbootstrap.model.host import loadbalancer_services
 from kbootstrap.model.spec import Node, Role
 from kbootstrap.phases.services import service_inputs
 from kbootstrap.render import RenderContext
@@ -17,7 +18,7 @@ def start_loadbalancers(ctx: RenderContext, nodes: list[Node]) -> Phase:
     for node in nodes:
         if not node.has(Role.LOADBALANCER):
             continue
-        services = ["haproxy"] + (["keepalived"] if ctx.spec.load_balancer.vip else [])
+        services = loadbalancer_services(ctx.spec)
         steps[node.name] = [ServicesStep(services, service_inputs(loadbalancer_files(ctx, node)),
                                          reloadable=("haproxy", "keepalived"))]
     return Phase(NAME, steps)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import ServicesStep, WaitStep
+from kbootstrap.model.host import NODE_SERVICES
 from kbootstrap.model.spec import Node
-from kbootstrap.phases.services import NODE_SERVICES, inputs_for
+from kbootstrap.phases.services import inputs_for
 from kbootstrap.render import RenderContext
 from kbootstrap.render.node import KUBELET_CLIENT
 from kbootstrap.render.node_sync import TIMER as SYNC_TIMER
@@ -16,7 +17,7 @@ NAME = "node"  # the phase's name in workflow tables, --help, --skip-phases and 
 
 def start_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase:
     return Phase(NAME, {
-        n.name: [ServicesStep(NODE_SERVICES, inputs_for(ctx, n, binaries_by_node))]
+        n.name: [ServicesStep(list(NODE_SERVICES), inputs_for(ctx, n, binaries_by_node))]
         for n in nodes
     })
 

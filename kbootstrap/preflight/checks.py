@@ -12,6 +12,7 @@ error only where the kubelet's effective failSwapOn is true; a refused connect c
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -137,6 +138,25 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def _vip_subnet(spec: ClusterSpec, node: Node, f: PreflightFacts) -> Iterator[tuple[Severity, str]]:
+    """A load balancer holds the VIP on load_balancer.interface (keepalived): the VIP must be an address of that
+    interface's subnet, or no host on it reaches the API through it. The VIP itself, held now (a /32 that
+    keepalived adds), does not count as the subnet."""
+    vip, iface = spec.load_balancer.vip, spec.load_balancer.interface
+    if vip is None or not node.has(Role.LOADBALANCER) or not f.addresses:
+        return  # no VIP, not a load balancer, or a probe that could not list addresses (no `ip`)
+    nets = [ipaddress.ip_interface(a).network for a in f.addresses.get(iface, ())]
+    nets = [n for n in nets if n.num_addresses > 1]
+    if not nets:
+        yield Severity.ERROR, (f"interface {iface} (load_balancer.interface) has no IPv4 subnet here (interfaces: "
+                               f"{', '.join(sorted(f.addresses)) or 'none'}); expected the interface keepalived "
+                               "holds the VIP on")
+    elif not any(ipaddress.ip_address(str(vip)) in n for n in nets):
+        yield Severity.ERROR, (f"the VIP {vip} (load_balancer.vip) is outside {iface}'s subnet "
+                               f"{', '.join(map(str, nets))}; expected an unused address of that subnet (no host "
+                               "on it would reach the API through the VIP)")
+
+
 def _host(spec: ClusterSpec, node: Node, f: PreflightFacts, *, bundle_arch: str | None, expected: Collection[int],
           will_install: Collection[str], max_skew: float, fail_swap: bool) -> Iterator[tuple[Severity, str]]:
     E, W = Severity.ERROR, Severity.WARNING
@@ -171,6 +191,8 @@ def _host(spec: ClusterSpec, node: Node, f: PreflightFacts, *, bundle_arch: str 
         way, by = ("ahead of", lo) if lo > max_skew else ("behind", -hi)
         yield E, (f"clock is at least {by:.1f} s {way} the controller's; expected within {max_skew:g} s "
                   "(certificates and etcd need synchronised clocks: enable NTP)")
+
+    yield from _vip_subnet(spec, node, f)
 
     if node.has(Role.CONTROL_PLANE) and f.cpus < MIN_CP_CPUS:
         yield W, f"{f.cpus} CPU(s); a control plane should have at least {MIN_CP_CPUS}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,7 @@ class PreflightFacts:
     host_time: float  # the host's epoch time, read at the end of the probe
     sent_at: float = 0.0  # the controller's clock just before and just after the call
     received_at: float = 0.0
+    addresses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # interface -> IPv4 "address/prefix"
 
     @property
     def skew_bounds(self) -> tuple[float, float]:
@@ -99,26 +100,49 @@ def from_json(raw: dict[str, Any], sent_at: float = 0.0, received_at: float = 0.
         python_version=tuple(raw["python_version"]), commands=raw["commands"],
         connects=tuple(Connect(c["address"], c["port"], c["result"], c["error"]) for c in raw["connects"]),
         host_time=raw["time"], sent_at=sent_at, received_at=received_at,
+        addresses={i: tuple(a) for i, a in raw.get("addresses", {}).items()},
     )
 
 
+PROBE = Path(__file__).parents[1] / "hostside" / "probe.py"
+
+
 def _probe_argv() -> tuple[str, ...]:
-    return packed_python(Path(__file__).parents[1] / "hostside" / "probe.py", "kbootstrap-probe", "main()")
+    return packed_python(PROBE, "kbootstrap-probe", "main()")
+
+
+def probe_request(wanted_ports: Iterable[int], targets: Iterable[tuple[str, int]] = (), *,
+                  modules: Iterable[str] = MODULES, commands: Iterable[str] = COMMANDS,
+                  timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    return {"ports": sorted(set(wanted_ports)), "modules": list(modules), "commands": list(commands),
+            "targets": [[a, p] for a, p in dict.fromkeys((str(a), int(p)) for a, p in targets)],
+            "timeout": timeout}
+
+
+def probe_program(request: dict[str, Any]) -> dict[str, Any]:
+    """The probe as a program the agent runs beside the facts, in the same round trip (engine runner's gate)."""
+    return {"source": PROBE.read_text(), "call": "probe", "arg": request}
+
+
+def parse(host: str, raw: Any, sent_at: float = 0.0, received_at: float = 0.0) -> PreflightFacts:
+    try:
+        return from_json(raw, sent_at, received_at)
+    except (ValueError, KeyError, TypeError) as e:
+        raise StepError(host, "preflight", "kbootstrap preflight probe", 0, f"unreadable report: {e}") from None
 
 
 def gather_preflight(t: Transport, wanted_ports: Iterable[int], targets: Iterable[tuple[str, int]] = (), *,
                      modules: Iterable[str] = MODULES, commands: Iterable[str] = COMMANDS,
                      timeout: float = CONNECT_TIMEOUT, clock: Callable[[], float] = time.time) -> PreflightFacts:
     """Probe one host with one command. Raises StepError when the probe cannot run (no python3, no sudo)."""
-    request = {"ports": sorted(set(wanted_ports)), "modules": list(modules), "commands": list(commands),
-               "targets": [[a, p] for a, p in dict.fromkeys((str(a), int(p)) for a, p in targets)],
-               "timeout": timeout}
+    request = probe_request(wanted_ports, targets, modules=modules, commands=commands, timeout=timeout)
     sent_at = clock()
     r = t.run(list(_probe_argv()), sudo=True, stdin=json.dumps(request).encode(), timeout=60)
     received_at = clock()
     if not r.ok:
         raise StepError(t.host, "preflight", "kbootstrap preflight probe", r.rc, r.stderr_tail())
     try:
-        return from_json(json.loads(r.stdout), sent_at, received_at)
-    except (ValueError, KeyError, TypeError) as e:
+        raw = json.loads(r.stdout)
+    except ValueError as e:
         raise StepError(t.host, "preflight", "kbootstrap preflight probe", r.rc, f"unreadable report: {e}") from None
+    return parse(t.host, raw, sent_at, received_at)

@@ -26,6 +26,16 @@ __all__ = ["RenderContext", "render_cluster", "render_host", "write_tree"]
 
 
 def render_host(ctx: RenderContext, node: Node) -> list[Artifact]:
+    """Every file of `node`. Rendered once a context and members record: a run's phases ask more than once
+    (the files phase writes them, the services phases restart for them)."""
+    members = sorted((k, v.model_dump_json()) for k, v in ctx.etcd_record.members.items()) if ctx.etcd_record else []
+    key = (node.name, ctx.bootstrap_token, repr(members))
+    if key not in ctx.rendered:
+        ctx.rendered[key] = _render_host(ctx, node)
+    return list(ctx.rendered[key])
+
+
+def _render_host(ctx: RenderContext, node: Node) -> list[Artifact]:
     spec = ctx.spec
     out: list[Artifact] = []
     out += kernel_files(ctx, node)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from kbootstrap.model.etcd_members import FirstStart, MembersRecord, client_url
 from kbootstrap.model.spec import ClusterSpec, Node, Topology
@@ -17,6 +18,7 @@ class RenderContext:
     secrets: ClusterSecrets
     bootstrap_token: str | None = None  # made at join time; workers get a bootstrap kubeconfig only with one
     etcd_record: MembersRecord | None = None  # the cluster directory's; None: a cluster not started yet
+    rendered: dict[Any, list] = field(default_factory=dict, init=False, compare=False, repr=False)  # render_host memo
 
     def etcd_first_start(self, node: Node) -> FirstStart:
         return (self.etcd_record or MembersRecord()).first_start(self.spec, node)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from kbootstrap.model import ports
 from kbootstrap.model.etcd_members import FirstStart, client_url, peer_url
+from kbootstrap.model.host import K8S, PKI
 from kbootstrap.model.spec import ClusterSpec, Node
 
-PKI = "/etc/kubernetes/pki"
-K8S = "/etc/kubernetes"
 ETCD_DATA_DIR = "/var/lib/etcd"
 AUDIT_LOG_DIR = "/var/log/kubernetes/audit"
 ENCRYPTION_CONFIG = f"{K8S}/encryption-config.yaml"

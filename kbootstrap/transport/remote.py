@@ -45,6 +45,7 @@ class HostFacts:
     units: dict[str, dict[str, str]] = field(default_factory=dict)
     mtimes: dict[str, float | None] = field(default_factory=dict)  # Wants.stat: modification times only
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    programs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _call(t: Transport, op: str, stdin: bytes, step: str) -> Any:
@@ -55,8 +56,11 @@ def _call(t: Transport, op: str, stdin: bytes, step: str) -> Any:
 
 
 def gather(t: Transport, files: Sequence[str], units: Sequence[str] = (), probes: dict[str, list[str]] | None = None,
-           stat: Sequence[str] = ()) -> HostFacts:
-    req = {"files": list(files), "stat": list(stat), "units": list(units), "probes": probes or {}}
+           stat: Sequence[str] = (), programs: dict[str, dict[str, Any]] | None = None) -> HostFacts:
+    """`programs`: key -> {"source", "call", "arg"}, another standard-library program run in the same round
+    trip (hostside/agent.py); its answer is in HostFacts.programs[key]: {"result": ...} or {"error": "..."}."""
+    req = {"files": list(files), "stat": list(stat), "units": list(units), "probes": probes or {},
+           "programs": programs or {}}
     raw = _call(t, "facts", json.dumps(req).encode(), "gather facts")
     return HostFacts(
         files={p: None if f is None else FileFact(f.get("sha256"), f["mode"], f["owner"], f["group"], f["size"])
@@ -64,6 +68,7 @@ def gather(t: Transport, files: Sequence[str], units: Sequence[str] = (), probes
         units=raw["units"],
         probes=raw["probes"],
         mtimes=raw.get("stat", {}),
+        programs=raw.get("programs", {}),
     )
 
 
@@ -75,7 +80,8 @@ def read_files(t: Transport, paths: list[str]) -> dict[str, bytes | None]:
 def write_files(t: Transport, artifacts: list[Artifact]) -> list[str]:
     if not artifacts:
         return []
-    header = [{"path": a.path, "mode": a.mode, "owner": a.owner, "group": a.group, "size": len(a.content)}
-              for a in artifacts]
-    payload = json.dumps(header).encode() + b"\n" + b"".join(a.content for a in artifacts)
+    contents = [a.data() for a in artifacts]
+    header = [{"path": a.path, "mode": a.mode, "owner": a.owner, "group": a.group, "size": len(c)}
+              for a, c in zip(artifacts, contents, strict=True)]
+    payload = json.dumps(header).encode() + b"\n" + b"".join(contents)
     return _call(t, "write", payload, f"write {len(artifacts)} file(s)")["written"]

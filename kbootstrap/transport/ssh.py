@@ -52,6 +52,7 @@ class SSHTransport:
         self.round_trips = RoundTrips()
         self._client: paramiko.SSHClient | None = None
         self._bastion: paramiko.SSHClient | None = None
+        self._connecting = threading.Lock()  # two commands at once (preflight beside the facts) share one connection
         self._password = password_for(ssh.password_env) if ssh.password_env else None
 
     # --- connection -----------------------------------------------------------------------------------
@@ -71,6 +72,10 @@ class SSHTransport:
         return self.address if self.ssh.port == 22 else f"[{self.address}]:{self.ssh.port}"
 
     def connect(self) -> paramiko.SSHClient:
+        with self._connecting:
+            return self._connect()
+
+    def _connect(self) -> paramiko.SSHClient:
         if self._client is not None and self._client.get_transport() and self._client.get_transport().is_active():
             return self._client
         last: Exception | None = None

@@ -17,8 +17,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from kbootstrap.model import ports
+from kbootstrap.model import host, ports
 from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.host import CONTROL_PLANE_SERVICES, RUNTIME_SERVICES
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.render.context import RenderContext
 from kbootstrap.render.csr_approver import SERVICE as APPROVER
@@ -29,8 +30,8 @@ from kbootstrap.transport.remote import FileFact
 CLUSTER = "cluster"  # the host column of checks made from the controller, about the whole cluster
 SERVING_CERT = "/etc/kubernetes/pki/kubelet-serving.crt"
 SERVING_KEY = "/etc/kubernetes/pki/kubelet-serving.key"
-NODE_SERVICES = ("containerd", "kubelet", "kube-proxy", "kbootstrap-pod-routes")
-CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_SERVICES = (*RUNTIME_SERVICES, *host.NODE_SERVICES)
+CONTROL_PLANE = CONTROL_PLANE_SERVICES
 KUBELET_VIA_API = "kubelet through the API server"
 KUBELET_PORT, API_PORT, ETCD_CLIENT_PORT, ETCD_PEER_PORT = ports.KUBELET, ports.APISERVER, ports.ETCD_CLIENT, ports.ETCD_PEER
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from kbootstrap.engine.hosts import connect_all
 from kbootstrap.errors import KbootstrapError
+from kbootstrap.model import host
+from kbootstrap.model.etcd_members import client_url
+from kbootstrap.model.host import CRICTL
 from kbootstrap.model.spec import ClusterSpec, Node
-from kbootstrap.phases.install_runtime import CRICTL
 from kbootstrap.phases.services import etcd_health
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.transport import remote
@@ -135,11 +137,8 @@ class HostChecks:
 
 
 def etcdctl(node: Node, *args: str) -> list[str]:
-    """etcdctl with the health check's endpoint and client certificate, running another command."""
-    argv = etcd_health(node)
-    if argv[-2:] == ["endpoint", "health"]:
-        argv = argv[:-2]
-    return [*argv, *args]
+    """etcdctl through this member's own client URL (the health check's), running another command."""
+    return host.etcdctl([client_url(node)], *args)
 
 
 def _one_line(e: BaseException) -> str:

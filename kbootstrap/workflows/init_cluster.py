@@ -8,10 +8,13 @@ the host first, so finished work is skipped and a finished cluster gets no chang
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kbootstrap.artifacts.manifest import Manifest
-from kbootstrap.cli.session import Session
+from kbootstrap.engine.runner import GateAnswer
+from kbootstrap.engine.session import Session
 from kbootstrap.errors import Refused
 from kbootstrap.model.spec import ClusterSpec, Node, Role
 from kbootstrap.render import RenderContext
@@ -32,19 +35,58 @@ class PreflightFailed(Refused):
 
 
 def preflight(s: Session, nodes: list[Node], manifest: Manifest) -> None:
-    """Every problem of every host at once, before any change. Hosts that an earlier run already configured
-    may hold kbootstrap's own ports: those listeners are expected, not conflicts."""
-    from kbootstrap.preflight import errors, format_problems, required_ports, run_preflight
+    """Preflight on its own round trip, before a change made outside the runner (a bootstrap token, an etcd
+    member added): every problem of every host at once."""
+    from kbootstrap.preflight import run_preflight
 
-    spec = s.ctx.spec
+    Preflight(s, nodes, manifest).report(run_preflight(
+        s.ctx.spec, {n.name: s.transports[n.name] for n in nodes}, bundle_arch=manifest.arch,
+        expected_listeners=_configured(s, nodes), will_install=WILL_INSTALL))
+
+
+def _configured(s: Session, nodes: list[Node]) -> dict[str, set[int]]:
+    """Hosts that an earlier run of this command applied may hold kbootstrap's own ports: those listeners
+    are expected, not conflicts."""
+    from kbootstrap.preflight import required_ports
+
     done = s.journal.configured_hosts()
-    configured = {n.name: set(required_ports(spec, n)) for n in nodes if n.name in done}
-    findings = run_preflight(spec, {n.name: s.transports[n.name] for n in nodes}, bundle_arch=manifest.arch,
-                             expected_listeners=configured, will_install=WILL_INSTALL)
-    if findings:
-        s.note(format_problems(findings))
-    if errors(findings):
-        raise PreflightFailed("preflight found errors (above); nothing was changed on any host")
+    return {n.name: set(required_ports(s.ctx.spec, n)) for n in nodes if n.name in done}
+
+
+class Preflight:
+    """Preflight as the runner's gate: the probe runs in the up-front round trip with the facts of every
+    phase, and a finding of severity error stops the run before anything is applied. `then` runs once it
+    passes (init records the etcd members that start the cluster)."""
+
+    def __init__(self, s: Session, nodes: list[Node], manifest: Manifest, then: Callable[[], None] | None = None):
+        self.s, self.nodes, self.manifest, self.then = s, {n.name: n for n in nodes}, manifest, then
+
+    def program(self, host: str) -> dict[str, Any] | None:
+        from kbootstrap.preflight.facts import probe_program
+        from kbootstrap.preflight.run import request_for
+
+        node = self.nodes.get(host)
+        return probe_program(request_for(self.s.ctx.spec, node)) if node else None
+
+    def check(self, answers: dict[str, GateAnswer]) -> None:
+        from kbootstrap.preflight.run import from_answer, judge
+
+        spec = self.s.ctx.spec
+        probed = {h: from_answer(spec, self.nodes[h], a.result, a.error, a.sent_at, a.received_at)
+                  for h, a in answers.items()}
+        self.report(judge(spec, probed, bundle_arch=self.manifest.arch,
+                          expected_listeners=_configured(self.s, list(self.nodes.values())),
+                          will_install=WILL_INSTALL))
+
+    def report(self, findings: list) -> None:
+        from kbootstrap.preflight import errors, format_problems
+
+        if findings:
+            self.s.note(format_problems(findings))
+        if errors(findings):
+            raise PreflightFailed("preflight found errors (above); nothing was changed on any host")
+        if self.then is not None:
+            self.then()
 
 
 def write_admin_kubeconfig(ctx: RenderContext, root: Path) -> Path:

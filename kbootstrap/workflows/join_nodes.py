@@ -14,9 +14,10 @@ import datetime as dt
 import json
 import secrets
 import string
+from concurrent.futures import ThreadPoolExecutor
 
-from kbootstrap.cli.session import Session
 from kbootstrap.engine.poll import Pending, poll
+from kbootstrap.engine.session import Session
 from kbootstrap.errors import KbootstrapError
 from kbootstrap.model.spec import Node, Role
 from kbootstrap.phases.services import kubectl
@@ -39,8 +40,12 @@ def join_targets(selected: list[Node]) -> list[Node]:
 
 
 def unjoined(s: Session, nodes: list[Node]) -> list[Node]:
-    """Nodes without a kubelet client certificate yet (one facts round trip each)."""
-    return [n for n in nodes if remote.gather(s.transports[n.name], [KUBELET_CLIENT]).files.get(KUBELET_CLIENT) is None]
+    """Nodes without a kubelet client certificate yet (one facts round trip each, side by side)."""
+    def has_cert(n: Node) -> bool:
+        return remote.gather(s.transports[n.name], [KUBELET_CLIENT]).files.get(KUBELET_CLIENT) is not None
+
+    with ThreadPoolExecutor(max_workers=min(len(nodes), 16) or 1) as pool:
+        return [n for n, joined in zip(nodes, pool.map(has_cert, nodes), strict=True) if not joined]
 
 
 def delete_token(t: Transport, token_id: str) -> CommandResult:

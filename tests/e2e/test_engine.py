@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,15 +18,13 @@ from kbootstrap.engine.steps import FilesStep, ServicesStep
 from kbootstrap.model.artifact import Artifact
 from kbootstrap.model.spec import load_inventory
 from kbootstrap.transport.ssh import SSHTransport
+from tests.conftest import kb as shared_kb
 
 pytestmark = [pytest.mark.lab, pytest.mark.lab_engine("lxc")]
 
 
 def kb(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True, timeout=600)
-    if check:
-        assert r.returncode == 0, r.stdout + r.stderr
-    return r
+    return shared_kb(*args, check=check, timeout=600)
 
 
 @pytest.fixture(scope="module")

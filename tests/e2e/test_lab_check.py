@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ import yaml
 
 from kbootstrap.lab import check, lxc
 from kbootstrap.lab.layout import REPO
+from tests.conftest import kb
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
@@ -46,8 +46,7 @@ def _inventory(tmp_path: Path, cluster: str, count: int) -> Path:
 
 
 def _kb(*args: str, prefix: tuple[str, ...] = (), timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "kbootstrap", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return kb(*args, prefix=prefix, timeout=timeout)
 
 
 def _nothing_of(cluster: str) -> None:

@@ -14,8 +14,12 @@ import json
 import os
 
 import pytest
+import yaml
 
 from kbootstrap.lab import lxc
+from tests.conftest import INVENTORIES, kb
+
+MINI = INVENTORIES / "lab-mini.yaml"
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle, pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")]
 
@@ -44,6 +48,23 @@ def test_preflight_checks_ports_after_a_dry_run_a_plan_and_a_reset(mini, kb_mini
     assert "python3" in line and "etcd clients" in line
     mcp1 = init.stderr.index("mcp1:")
     assert mcp1 < init.stderr.index("port 2379")
+    assert _pending(kb_mini) == before  # nothing changed on any host
+
+
+def test_a_vip_outside_the_load_balancers_subnet_is_refused_before_any_change(mini, kb_mini, tmp_path):
+    """Bad input the inventory alone cannot show: the VIP is a valid address, but not of the subnet mlb1's eth0 is
+    on (10.77.0.0/24). Preflight refuses, exit 2, naming mlb1, the field and the subnet; nothing changed."""
+    before = _pending(kb_mini)
+    doc = yaml.safe_load(MINI.read_text())
+    doc["load_balancer"] = {"vip": "192.168.77.10", "interface": "eth0"}
+    inventory = tmp_path / "lab-mini-vip.yaml"
+    inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    init = kb("init", "-i", str(inventory), home=kb_mini.home, timeout=900)
+    assert init.returncode == 2, init.stdout[-2000:] + init.stderr[-2000:]
+    assert "Traceback" not in init.stderr
+    line = next(x for x in init.stderr.splitlines() if "load_balancer.vip" in x)
+    assert "192.168.77.10" in line and "outside eth0's subnet 10.77.0.0/24" in line, line
+    assert init.stderr.index("mlb1:") < init.stderr.index("load_balancer.vip")
     assert _pending(kb_mini) == before  # nothing changed on any host
 
 

@@ -39,7 +39,7 @@ def test_runtime_from_the_bundle_then_no_change(lab, bundle, root_hosts, tmp_pat
         assert not first.failed, first.failed[0].error
         actions = {(c.action, c.target) for c in first.hosts[0].changes}
         assert ("create", "/usr/local/bin/containerd") in actions and ("start", "containerd") in actions
-        assert any(a == "run" and "images import" in target for a, target in actions)
+        assert ("import", "registry.k8s.io/pause:3.10.1") in actions
         assert h.service("containerd").is_running
         assert "v2.1.4" in h.check_output("/usr/local/bin/containerd --version")
         assert "runc version 1.3.3" in h.check_output("/usr/local/sbin/runc --version")

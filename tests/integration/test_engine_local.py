@@ -145,3 +145,57 @@ def test_daemon_reload_once_per_run_even_when_services_come_in_a_later_phase():
     assert [c.action for c in later.check(facts, changed)] == ["daemon-reload", "restart"]
     changed.unreloaded.clear()  # what the runner does once a daemon-reload ran
     assert [c.action for c in later.check(facts, changed)] == ["restart"]
+
+
+def test_a_workflow_with_nothing_to_do_costs_one_round_trip_a_host(tmp_path):
+    """The facts of every phase are gathered in one round trip; phases with nothing to do need no other."""
+    t = LocalTransport()
+    arts = [Artifact(str(tmp_path / f"f{i}"), b"%d\n" % i) for i in range(3)]
+    phases = [Phase(f"p{i}", {t.host: [FilesStep([a]), CommandStep("probe", ["test", "-d", str(tmp_path)], ["false"])]})
+              for i, a in enumerate(arts)]  # the steps of each phase share a name: the facts keep them apart
+    first = run_phases({t.host: t}, phases, apply=True)
+    assert not first.failed and first.changes == 3
+    again = run_phases({t.host: t}, phases, apply=True)
+    assert again.changes == 0
+    assert [h.round_trips for h in again.hosts] == [1, 0, 0]
+
+
+def test_from_the_first_phase_with_changes_each_phase_reads_the_host_again(tmp_path):
+    """Up front, p2's probe fails (p1 has not written its file yet); p1 then writes it, and p2, asked again
+    after p1 applied, has nothing to do: its command (which would fail) never runs."""
+    t = LocalTransport()
+    made = Artifact(str(tmp_path / "made"), b"x")
+    p1 = Phase("p1", {t.host: [FilesStep([made])]})
+    p2 = Phase("p2", {t.host: [CommandStep("needs made", ["test", "-e", made.path], ["false"])]})
+    plan = run_phases({t.host: t}, [p1, p2], apply=False)
+    assert [len(h.changes) for h in plan.hosts] == [1, 1]  # a dry run decides from the up-front facts
+    r = run_phases({t.host: t}, [p1, p2], apply=True)
+    assert not r.failed, r.hosts
+    assert [(h.phase, len(h.changes)) for h in r.hosts] == [("p1", 1), ("p2", 0)]
+
+
+class _Gate:
+    def __init__(self, refuse: bool):
+        self.refuse, self.answers = refuse, None
+
+    def program(self, host):
+        return {"source": "def double(arg):\n    return arg * 2\n", "call": "double", "arg": 21}
+
+    def check(self, answers):
+        self.answers = answers
+        if self.refuse:
+            raise StepError("gate", "preflight", "refused", 1, "")
+
+
+def test_a_gate_answers_in_the_same_round_trip_and_its_refusal_applies_nothing(tmp_path):
+    t = LocalTransport()
+    a = Artifact(str(tmp_path / "f"), b"x")
+    gate = _Gate(refuse=True)
+    with pytest.raises(StepError):
+        run_phases({t.host: t}, [Phase("p", {t.host: [FilesStep([a])]})], apply=True, gate=gate)
+    assert gate.answers[t.host].result == 42 and gate.answers[t.host].error is None
+    assert not (tmp_path / "f").exists()
+    ok = _Gate(refuse=False)
+    r = run_phases({t.host: t}, [Phase("p", {t.host: [FilesStep([a])]})], apply=True, gate=ok)
+    assert r.changes == 1 and (tmp_path / "f").exists()
+    assert r.hosts[0].round_trips == 3  # facts with the gate, then facts again before apply, then the write

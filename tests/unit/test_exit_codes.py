@@ -23,7 +23,7 @@ from tests.conftest import REPO, kb
     (SpecError("inv.yaml", []), 2), (UnknownPhase("x"), 2), (PreflightFailed("x"), 2), (LockHeld("x"), 2),
     (LabRefused("x"), 2), (DiscoveryError("x"), 2), (LocalJoinError("x"), 2),
     (TransportError("cp1", "unreachable"), 1), (StepError("cp1", "files", "cmd", 1, ""), 1), (LabError("x"), 1),
-    (NodeNotReady("x"), 1),
+    (NodeNotReady("x", RunResult(applied=True)), 1),
 ], ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v))
 def test_each_error_says_its_exit_code(error, code):
     assert error.exit_code == code

@@ -63,6 +63,10 @@ def test_clean_cluster_has_no_findings(spec):
 
 # --- one rule at a time: (host, changed facts, check kwargs, severity, words the message must hold) ------
 RULES = [
+    ("lb1", {"addresses": {"eth0": ("192.168.5.2/24", "10.77.0.10/32")}}, {}, E,
+     ["the VIP 10.77.0.10 (load_balancer.vip) is outside eth0's subnet 192.168.5.0/24", "expected an unused address"]),
+    ("lb2", {"addresses": {"ens3": ("10.77.0.12/24",), "lo": ("127.0.0.1/8",)}}, {}, E,
+     ["interface eth0 (load_balancer.interface) has no IPv4 subnet here (interfaces: ens3, lo)"]),
     ("cp1", {"os_id": "fedora", "os_version": "40", "os_pretty": "Fedora Linux 40"}, {}, E,
      ["unsupported OS 'Fedora Linux 40'", "VERSION_ID=40", "expected Debian 11, 12 or 13, or Ubuntu 22.04 or 24.04"]),
     ("w1", {"os_version": "10"}, {}, E, ["VERSION_ID=10", "expected Debian 11, 12 or 13"]),
@@ -293,3 +297,8 @@ def test_run_preflight_reports_hosts_it_cannot_probe_with_the_others(external_da
     [(_, _, request)] = ts["xcp1"].calls
     assert set(request["ports"]) == set(required_ports(spec, spec.node("xcp1")))
     assert ["10.77.0.111", 2379] in request["targets"] and "nsenter" in request["commands"]
+
+
+def test_a_vip_in_the_load_balancers_subnet_passes_held_or_not(spec):
+    held = {"eth0": ("10.77.0.11/24", "10.77.0.10/32")}  # keepalived's MASTER holds the VIP as a /32
+    assert found(spec, facts=cluster(spec, lb1={"addresses": held}, lb2={"addresses": {"eth0": ("10.77.0.12/24",)}})) == []
