@@ -137,13 +137,13 @@ def test_unreachable_peers_name_both_ends(spec):
     w1, lb1 = spec.node("w1"), spec.node("lb1")
     facts = cluster(spec)
     conns = {(c.address, c.port): c for c in facts["cp1"].connects}
-    conns[(str(w1.address), 22)] = Connect(str(w1.address), 22, "timeout")
+    conns[(str(w1.address), 10250)] = Connect(str(w1.address), 10250, "timeout")
     conns[(str(lb1.address), 6443)] = Connect(str(lb1.address), 6443, "unreachable", "No route to host")
     facts["cp1"] = replace(facts["cp1"], connects=tuple(conns.values()))
     assert found(spec, facts=facts) == [
-        ("cp1", E, "cannot reach w1 (10.77.0.31:22): timed out; needed for node-to-node traffic (tried on sshd's port)"),
         ("cp1", E, "cannot reach lb1 (10.77.0.11:6443): unreachable: No route to host; "
                    "needed for the API through its load balancer"),
+        ("cp1", E, "cannot reach w1 (10.77.0.31:10250): timed out; needed for kube-apiserver to kubelet (logs, exec)"),
     ]
 
 
@@ -193,15 +193,15 @@ def targets(spec, name):
 
 
 def test_reach_targets_stacked(spec):
-    others = lambda me: {(n.name, 22) for n in spec.nodes if n.name != me}  # noqa: E731
-    assert targets(spec, "cp1") == others("cp1") | {
+    kubelets = lambda me: {(n.name, 10250) for n in spec.kubelet_nodes if n.name != me}  # noqa: E731
+    assert targets(spec, "cp1") == kubelets("cp1") | {
         ("cp2", 2380), ("cp3", 2380), ("cp2", 2379), ("cp3", 2379),  # etcd peers; apiserver to every member
         ("lb1", 6443), ("lb2", 6443),  # each LB's own address: nobody holds the VIP before init
-        ("cp2", 10250), ("cp3", 10250), ("w1", 10250), ("w2", 10250),
     }
-    assert targets(spec, "w1") == others("w1") | {("lb1", 6443), ("lb2", 6443)}
-    assert targets(spec, "lb1") == others("lb1") | {("cp1", 6443), ("cp2", 6443), ("cp3", 6443)}
+    assert targets(spec, "w1") == kubelets("w1") | {("lb1", 6443), ("lb2", 6443)}  # pod traffic; the API
+    assert targets(spec, "lb1") == {("cp1", 6443), ("cp2", 6443), ("cp3", 6443)}  # no pairs of every host
     assert all(t.address != "10.77.0.10" for n in spec.nodes for t in reach_targets(spec, n))
+    assert "pod traffic" in next(t.purpose for t in reach_targets(spec, spec.node("w1")) if t.node == "w2")
 
 
 def test_reach_targets_external(external_data):
