@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kbootstrap.artifacts.errors import ArtifactError
 from kbootstrap.artifacts.manifest import (
@@ -16,6 +17,9 @@ from kbootstrap.artifacts.manifest import (
     write_manifest,
     write_tarball,
 )
+
+if TYPE_CHECKING:
+    from kbootstrap.artifacts.digests import DigestCache
 
 
 def verify(path: Path) -> tuple[Manifest, list[Problem]]:
@@ -62,12 +66,13 @@ def make_bundle(src: Path, out_dir: Path | None = None, tarball: Path | None = N
     return manifest
 
 
-def open_bundle(path: Path) -> Manifest:
+def open_bundle(path: Path, digests: DigestCache | None = None) -> Manifest:
     """What `init`/`join --artifacts DIR` call: the verified manifest of a bundle directory (or refuse it).
-    A file unchanged since a run hashed it is not hashed again (digests.py); `artifacts verify` always is."""
+    A file unchanged since a run hashed it is not hashed again (`digests`, default the user's cache:
+    digests.py); `artifacts verify` always is."""
     from kbootstrap.artifacts.digests import default_cache
 
-    digests = default_cache()
+    digests = digests or default_cache()
     manifest, problems = verify_dir(path, digests)
     digests.save()
     bad = [p for p in problems if p.message != "not listed in the manifest"]

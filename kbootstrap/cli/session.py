@@ -102,10 +102,14 @@ def session(spec: ClusterSpec, cluster_dir: Path | None, nodes: list[Node], comm
         yield s
 
 
+def _print_json(result: RunResult, commands_per_host: dict[str, int] | None = None) -> None:
+    click.echo(json.dumps(as_json(result, commands_per_host), indent=2))
+
+
 def report(s: Session, result: RunResult, output: str) -> None:
     """`--output json`: the run as one JSON document on stdout (text: its lines were printed as it ran)."""
     if output == "json":
-        click.echo(json.dumps(as_json(result, s.commands_per_host()), indent=2))
+        _print_json(result, s.commands_per_host())
 
 
 def print_local(output: str, run: Callable[[], RunResult]) -> RunResult:
@@ -116,10 +120,10 @@ def print_local(output: str, run: Callable[[], RunResult]) -> RunResult:
             result = run()
         except RunFailed as e:
             if output == "json":
-                click.echo(json.dumps(as_json(e.result), indent=2))
+                _print_json(e.result)
             raise
     if output == "json":
-        click.echo(json.dumps(as_json(result), indent=2))
+        _print_json(result)
     return result
 
 

@@ -71,8 +71,8 @@ def _wants(steps: list[Step]) -> Wants:
     return wants
 
 
-def _gather(t: Transport, wants: Wants) -> HostFacts:
-    return remote.gather(t, wants.files, wants.units, wants.probes, stat=wants.stat)
+def _gather(t: Transport, wants: Wants, programs: dict[str, dict[str, Any]] | None = None) -> HostFacts:
+    return remote.gather(t, wants.files, wants.units, wants.probes, stat=wants.stat, programs=programs)
 
 
 def _check_step(s: Step, facts: HostFacts, changed: RunChanges) -> list[Change]:
@@ -157,8 +157,7 @@ def gather_upfront(t: Transport, phases: list[Phase], gate_program: dict[str, An
         wants.merge(w)
     wants.files, wants.units, wants.stat = (list(dict.fromkeys(x)) for x in (wants.files, wants.units, wants.stat))
     try:
-        facts = remote.gather(t, wants.files, wants.units, wants.probes, stat=wants.stat,
-                              programs={GATE: gate_program} if gate_program else None)
+        facts = _gather(t, wants, {GATE: gate_program} if gate_program else None)
     except KbootstrapError as e:
         return None, GateAnswer(error=str(e).removeprefix(f"{t.host}: "), sent_at=sent_at, received_at=time.time())
     answer = facts.programs.get(GATE, {})

@@ -4,7 +4,7 @@ phases, journal each host's result, and log every line into the run log.
 Nothing here prints. Lines go to `logging`: a host's result lines to the `kbootstrap.hosts` logger, notes
 (preflight's report, a bootstrap token made, a stale lock broken) and the run's summary to `kbootstrap`. A
 session writes both into its run log (cluster dir/runs/RUN.log); the command line decides what reaches the
-terminal (cli/output.py).
+terminal (cli/session.py).
 """
 
 from __future__ import annotations

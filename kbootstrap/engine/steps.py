@@ -61,6 +61,16 @@ def run_until_ok(t: Transport, argv: list[str], *, timeout: float, interval: flo
     return last[0]
 
 
+SETTLE = 15.0  # seconds a probe may take to pass after its command did (a reader catching up)
+
+
+def settled(t: Transport, probe: list[str]) -> CommandResult:
+    """The probe after a command, polled for up to SETTLE seconds: what a command changed may reach its reader
+    a moment later (an image `ctr` imported shows in the CRI's image list once containerd's event is handled:
+    seen on the lab as "no such image" right after a successful import)."""
+    return run_until_ok(t, probe, timeout=SETTLE, interval=0.5)
+
+
 class FilesStep:
     """Files exactly as rendered: content by sha256, mode, owner and group."""
 
@@ -223,11 +233,8 @@ class CommandStep:
             raise StepError(t.host, self.name, " ".join(self.command), r.rc, r.stderr_tail())
         self._probe_passes(t)
 
-    def _probe_passes(self, t: Transport, settle: float = 15) -> None:
-        """The probe passes after the command, within `settle` seconds: what a command changed may reach its
-        reader a moment later (an image `ctr` imported shows in the CRI's image list once containerd's event is
-        handled: seen on the lab as "no such image" right after a successful import)."""
-        p = run_until_ok(t, self.probe, timeout=settle, interval=0.5)
+    def _probe_passes(self, t: Transport) -> None:
+        p = settled(t, self.probe)
         if not p.ok:
             raise StepError(t.host, self.name, "probe after apply: " + " ".join(self.probe), p.rc, p.stderr_tail())
 
@@ -294,8 +301,7 @@ class ImagesStep:
             r = t.run(argv, sudo=True)
             if not r.ok:
                 raise StepError(t.host, self.name, " ".join(argv), r.rc, r.stderr_tail())
-        # What ctr imported shows in the CRI's image list once containerd's event is handled: polled.
-        p = run_until_ok(t, self._probe(), timeout=15, interval=0.5)
+        p = settled(t, self._probe())
         if not p.ok:
             raise StepError(t.host, self.name, "images still missing after import", p.rc,
                             p.stdout.decode(errors="replace").strip())

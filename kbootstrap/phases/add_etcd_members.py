@@ -12,8 +12,9 @@ from __future__ import annotations
 from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import CommandStep, RetryStep, Step, WaitStep
 from kbootstrap.model.etcd_members import client_url, peer_url
+from kbootstrap.model.host import etcdctl
 from kbootstrap.model.spec import Node
-from kbootstrap.phases.services import etcd_health, etcdctl
+from kbootstrap.phases.services import etcd_health
 from kbootstrap.render import RenderContext
 from kbootstrap.transport.base import quote
 

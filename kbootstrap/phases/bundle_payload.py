@@ -121,7 +121,7 @@ def load_bundle(spec: ClusterSpec, override: Path | None) -> tuple[Path, Manifes
             f"no artifact bundle at {path} ({MANIFEST} missing): pass --artifacts DIR, set `artifacts:` in the "
             f"inventory, or run `kbootstrap artifacts fetch --version {spec.cluster.kubernetes_version}`")
     try:
-        manifest = open_bundle(path)
+        manifest = open_bundle(path, _digests())  # the run's one digest cache (source() reads members' too)
     except ArtifactError as e:  # a tampered or broken bundle: refused before any host is contacted
         raise BundleRefused(str(e)) from None
     if manifest.kubernetes != spec.cluster.kubernetes_version:

@@ -42,10 +42,10 @@ from kbootstrap.model.host import (
     ETCD_SERVICE,
     NODE_SERVICES,
     RUNTIME_SERVICES,
+    kubectl,
     loadbalancer_services,
 )
 from kbootstrap.model.spec import ClusterSpec, ControlPlaneForm, Node, Role
-from kbootstrap.phases.services import kubectl
 from kbootstrap.render import RenderContext, flags, render_host
 from kbootstrap.render.csr_approver import SERVICE as APPROVER
 from kbootstrap.render.csr_approver import runs_approver

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,14 @@ def probe_request(wanted_ports: Iterable[int], targets: Iterable[tuple[str, int]
             "timeout": timeout}
 
 
+@cache
+def _probe_source() -> str:
+    return PROBE.read_text()
+
+
 def probe_program(request: dict[str, Any]) -> dict[str, Any]:
     """The probe as a program the agent runs beside the facts, in the same round trip (engine runner's gate)."""
-    return {"source": PROBE.read_text(), "call": "probe", "arg": request}
+    return {"source": _probe_source(), "call": "probe", "arg": request}
 
 
 def parse(host: str, raw: Any, sent_at: float = 0.0, received_at: float = 0.0) -> PreflightFacts:
@@ -135,7 +141,12 @@ def gather_preflight(t: Transport, wanted_ports: Iterable[int], targets: Iterabl
                      modules: Iterable[str] = MODULES, commands: Iterable[str] = COMMANDS,
                      timeout: float = CONNECT_TIMEOUT, clock: Callable[[], float] = time.time) -> PreflightFacts:
     """Probe one host with one command. Raises StepError when the probe cannot run (no python3, no sudo)."""
-    request = probe_request(wanted_ports, targets, modules=modules, commands=commands, timeout=timeout)
+    return run_probe(t, probe_request(wanted_ports, targets, modules=modules, commands=commands, timeout=timeout),
+                     clock)
+
+
+def run_probe(t: Transport, request: dict[str, Any], clock: Callable[[], float] = time.time) -> PreflightFacts:
+    """The probe as its own command on one host, asked `request` (probe_request)."""
     sent_at = clock()
     r = t.run(list(_probe_argv()), sudo=True, stdin=json.dumps(request).encode(), timeout=60)
     received_at = clock()

@@ -16,7 +16,7 @@ from typing import Any
 from kbootstrap.errors import KbootstrapError, StepError
 from kbootstrap.model.spec import ClusterSpec, Node
 from kbootstrap.preflight.checks import Finding, check, reach_targets, required_commands, required_ports
-from kbootstrap.preflight.facts import PreflightFacts, gather_preflight, parse, probe_request
+from kbootstrap.preflight.facts import PreflightFacts, parse, probe_request, run_probe
 from kbootstrap.transport.base import Transport
 
 PROBE_FAILED = "expected SSH, sudo and python3 (3.6 or newer) to work on the host"
@@ -35,14 +35,12 @@ def request_for(spec: ClusterSpec, node: Node) -> dict[str, Any]:
 
 def _probe(spec: ClusterSpec, node: Node, t: Transport) -> PreflightFacts | Finding:
     try:
-        req = request_for(spec, node)
-        return gather_preflight(t, req["ports"], [tuple(x) for x in req["targets"]], commands=req["commands"])
+        return run_probe(t, request_for(spec, node))
     except KbootstrapError as e:
         return _did_not_run(node, f"exit {e.rc}: {e.stderr_tail or 'no output'}" if isinstance(e, StepError) else str(e))
 
 
-def from_answer(spec: ClusterSpec, node: Node, raw: Any, error: str | None, sent_at: float,
-                received_at: float) -> PreflightFacts | Finding:
+def from_answer(node: Node, raw: Any, error: str | None, sent_at: float, received_at: float) -> PreflightFacts | Finding:
     """A probe answer that came with the engine's facts (runner Gate) as facts, or as the finding it makes."""
     if error is not None:
         return _did_not_run(node, error)

@@ -72,7 +72,7 @@ class Preflight:
         from kbootstrap.preflight.run import from_answer, judge
 
         spec = self.s.ctx.spec
-        probed = {h: from_answer(spec, self.nodes[h], a.result, a.error, a.sent_at, a.received_at)
+        probed = {h: from_answer(self.nodes[h], a.result, a.error, a.sent_at, a.received_at)
                   for h, a in answers.items()}
         self.report(judge(spec, probed, bundle_arch=self.manifest.arch,
                           expected_listeners=_configured(self.s, list(self.nodes.values())),

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from kbootstrap.engine.poll import Pending, poll
 from kbootstrap.engine.session import Session
 from kbootstrap.errors import KbootstrapError
+from kbootstrap.model.host import kubectl
 from kbootstrap.model.spec import Node, Role
-from kbootstrap.phases.services import kubectl
 from kbootstrap.render.cluster_addons import BOOTSTRAP_GROUP
 from kbootstrap.render.node import KUBELET_CLIENT
 from kbootstrap.render.templates import dump_yaml
