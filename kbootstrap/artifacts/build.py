@@ -5,7 +5,7 @@ No release site is reachable where the lab runs, so the release binaries are com
   through a small wrapper module whose `replace` lines point the staging modules (`k8s.io/api`, …) at their
   published `v0.X.Y`; version stamped with `-X k8s.io/component-base/version.*` (and client-go's copy) as the
   release build does; `CGO_ENABLED=0`, `-trimpath -s -w`;
-- etcd + etcdctl (the version versions.py pairs), crictl, the CNI plugins kbootstrap uses, containerd + its runc
+- etcd + etcdctl + etcdutl (the version versions.py pairs), crictl, the CNI plugins kbootstrap uses, containerd + its runc
   shim + ctr, and runc (cgo + static libseccomp, as runc's own release build);
 - the pause image (a static C binary, gcc) and static-pod images for the control plane and etcd (OCI archives).
 
@@ -306,7 +306,7 @@ class LabBuild:
         e = f"v{self.rel.etcd}"
         mod = self.work / "src" / "etcd"
         mod.mkdir(parents=True, exist_ok=True)
-        parts = ("server/v3", "etcdctl/v3", "api/v3", "client/pkg/v3", "client/v3", "pkg/v3")
+        parts = ("server/v3", "etcdctl/v3", "etcdutl/v3", "api/v3", "client/pkg/v3", "client/v3", "pkg/v3")
         holder: dict[str, Any] = {}
 
         def prepare():
@@ -319,7 +319,8 @@ class LabBuild:
 
         self._timed("etcd: resolve + download modules", prepare)
         ld = f"-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA={holder['commit'][:8] or 'gomodule'}"
-        for name, pkg in (("etcd", "go.etcd.io/etcd/server/v3"), ("etcdctl", "go.etcd.io/etcd/etcdctl/v3")):
+        for name, pkg in (("etcd", "go.etcd.io/etcd/server/v3"), ("etcdctl", "go.etcd.io/etcd/etcdctl/v3"),
+                          ("etcdutl", "go.etcd.io/etcd/etcdutl/v3")):
             out = self.out / "etcd" / name
             self._timed(f"etcd: {name}", functools.partial(self._go_build, mod, pkg, out, ld))
             self._add("etcd", name, out, self.rel.etcd, f"/usr/local/bin/{name}", ("etcd",))

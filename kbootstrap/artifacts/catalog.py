@@ -106,7 +106,8 @@ KUBE_BINARIES: dict[str, tuple[str, ...]] = {
     "kubectl": ("control-plane", "admin"),
 }
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
-ETCD_BINARIES = ("etcd", "etcdctl")
+# etcdutl works on data files: snapshot status and restore (gone from etcdctl in etcd 3.6).
+ETCD_BINARIES = ("etcd", "etcdctl", "etcdutl")
 CONTAINERD_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr")
 
 

@@ -39,7 +39,7 @@ def test_bundle_is_complete_and_in_the_artifacts_bundle_format(bundle):
     rel = versions.release(version)
     assert manifest.origin == "built" and manifest.kubernetes == version
     names = {Path(f.path).name for f in manifest.files if f.kind is Kind.BINARY}
-    assert {*KUBE_BINARIES, "etcd", "etcdctl", "crictl", *CNI_PLUGINS, "containerd", "containerd-shim-runc-v2",
+    assert {*KUBE_BINARIES, "etcd", "etcdctl", "etcdutl", "crictl", *CNI_PLUGINS, "containerd", "containerd-shim-runc-v2",
             "ctr", "runc"} <= names
     images = {f.image for f in manifest.files if f.kind is Kind.OCI_IMAGE}
     assert f"registry.k8s.io/pause:{rel.pause}" in images
@@ -77,6 +77,7 @@ def test_node_and_etcd_binaries_report_their_pins(bundle):
     crictl = _pin_or_recorded_substitute(manifest, "crictl", "sigs.k8s.io/cri-tools", pins.crictl)
     assert f"etcd Version: {rel.etcd}" in _run(path / "etcd/etcd", "--version")
     assert f"etcdctl version: {rel.etcd}" in _run(path / "etcd/etcdctl", "version")
+    assert f"etcdutl version: {rel.etcd}" in _run(path / "etcd/etcdutl", "version")
     assert f"v{crictl}" in _run(path / "crictl/crictl", "--version")
     assert f"v{pins.containerd}" in _run(path / "containerd/containerd", "--version")
     assert f"v{pins.containerd}" in _run(path / "containerd/ctr", "--version")

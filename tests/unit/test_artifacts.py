@@ -52,7 +52,7 @@ def test_catalog_pins_every_component_from_its_official_release_url(version):
     assert etcd.version == r.etcd  # the etcd kubeadm pairs with this release
     assert etcd.url.startswith(f"https://github.com/etcd-io/etcd/releases/download/v{r.etcd}/")
     assert etcd.checksum_url.endswith("/SHA256SUMS")
-    assert {i.dest for i in etcd.install} == {"/usr/local/bin/etcd", "/usr/local/bin/etcdctl"}
+    assert {i.dest for i in etcd.install} == {"/usr/local/bin/etcd", "/usr/local/bin/etcdctl", "/usr/local/bin/etcdutl"}
     assert {i.dest for i in rel.get("cni-plugins").install} == {f"/opt/cni/bin/{p}" for p in CNI_PLUGINS}
     for d in rel.downloads:
         assert d.url.startswith(("https://dl.k8s.io/", "https://github.com/")), d.url
