@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from kbootstrap import __version__
 from kbootstrap.artifacts.cli import artifacts
+from kbootstrap.cli.certs import certs
 from kbootstrap.cli.common import (
     ARTIFACTS_OPTION,
     EXIT_CODES_HELP,
@@ -29,6 +29,7 @@ from kbootstrap.cli.common import (
     phase_options,
     select_nodes,
 )
+from kbootstrap.cli.etcd import etcd
 from kbootstrap.cli.reset import reset
 from kbootstrap.errors import KbootstrapError
 from kbootstrap.lab.cli import lab
@@ -450,51 +451,6 @@ def token_delete(token_id, inventory, cluster_dir, accept_new_host_keys) -> None
     err.print(f"token {token_id}: {'deleted' if r.stdout.strip() else 'not found (expired or deleted already)'}")
 
 
-@main.group()
-def certs() -> None:
-    """Inspect the cluster's certificates."""
-
-
-@certs.command("list")
-@click.option("-i", "--inventory", type=click.Path(path_type=Path), help=INVENTORY_HELP + " Without it, the table's rules.")
-@click.option("--cluster-dir", type=click.Path(path_type=Path), help="Cluster directory (shows expiry of issued certs).")
-def certs_list(inventory: Path | None, cluster_dir: Path | None) -> None:
-    """Show the certificate table: CA, subject, usages, and which hosts get the certificate and the key."""
-    from kbootstrap.pki.table import CERTS, KEYPAIRS, KUBECONFIGS, nodes_for
-
-    spec = _load(inventory) if inventory else None
-
-    def hosts(rule) -> str:
-        if spec is None:
-            return rule.value
-        names = [n.name for n in nodes_for(spec, rule)]
-        return ", ".join(names) if names else "(operator only)"
-
-    table = Table(title="certificates" + (f" of {spec.cluster.name}" if spec else ""), show_lines=False)
-    for col in ("name", "file", "signed by", "CN", "O", "usages", "issued", "cert to", "key to"):
-        table.add_column(col, overflow="fold")
-    for r in CERTS:
-        table.add_row(r.name, f"pki/{r.base}.crt", r.ca or "(self)", r.cn, ",".join(r.orgs),
-                      ",".join(u.value for u in r.usages) or "CA", r.per_node.value, hosts(r.cert_to), hosts(r.key_to))
-    for k in KEYPAIRS:
-        table.add_row(k.name, f"pki/{k.base}.key/.pub", "-", "-", "", "signing key", "shared",
-                      hosts(k.public_to), hosts(k.private_to))
-    for kc in KUBECONFIGS:
-        table.add_row(kc.file, kc.file, "ca", kc.cn, ",".join(kc.orgs), "clientAuth", kc.per_node.value,
-                      hosts(kc.to), hosts(kc.to))
-    out.print(table)
-
-    if spec is not None and cluster_dir is not None:
-        from kbootstrap.pki.status import issued_status
-
-        status = Table(title=f"issued in {cluster_dir}")
-        for col in ("certificate", "node", "subject", "expires", "days left"):
-            status.add_column(col)
-        for row in issued_status(spec, cluster_dir):
-            status.add_row(*row)
-        out.print(status)
-
-
 @main.command()
 def schema() -> None:
     """Print the inventory's JSON Schema (for editors: yaml-language-server, VS Code)."""
@@ -507,6 +463,8 @@ main.add_command(lab)
 main.add_command(artifacts)
 main.add_command(verify)
 main.add_command(reset)
+main.add_command(certs)
+main.add_command(etcd)
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,8 @@ K8S = "/etc/kubernetes"
 PKI = f"{K8S}/pki"
 ADMIN_CONF = f"{K8S}/admin.conf"
 SUPER_ADMIN_CONF = f"{K8S}/super-admin.conf"  # system:masters: for the cluster objects applied before RBAC is
+MANIFESTS = f"{K8S}/manifests"  # the kubelet's static pods
+HELD = f"{K8S}/kbootstrap-held"  # a static pod's manifest moved here is stopped (etcd restore); init puts it back
 BIN = "/usr/local/bin"
 
 # Services a role runs, in the order they start (reset stops them in reverse, the kubelet first).
@@ -42,3 +44,7 @@ def etcdctl(endpoints: list[str], *args: str) -> list[str]:
     return [f"{BIN}/etcdctl", "--endpoints", ",".join(endpoints), "--cacert", f"{etcd_pki}/ca.crt",
             "--cert", f"{etcd_pki}/healthcheck-client.crt", "--key", f"{etcd_pki}/healthcheck-client.key",
             "--command-timeout", "3s", *args]
+
+# Where a host keeps certificates: the PKI, the kubeconfigs (their embedded certificates) and the kubelet's
+# rotating client and serving certificates. `certs check` reads every certificate under these.
+CERT_ROOTS = (K8S, "/var/lib/kubelet/pki")

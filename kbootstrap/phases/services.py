@@ -45,3 +45,23 @@ def nodes_ready(names: list[str]) -> list[str]:
     k = quote(kubectl("get", "nodes", "-o", f"jsonpath={_READY}"))
     return ["sh", "-c", f'out=$({k}) || exit 1; for n; do printf "%s\\n" "$out" | grep -qx "$n True" || exit 1; done',
             "sh", *names]
+
+
+def stop_steps(static_pod: bool, components: list[str], what: str) -> list:
+    """Stop `components` on a host and wait until they are gone: a static pod by moving its manifest out of the
+    kubelet's directory (to HELD; `init`'s files phase writes it back), a service by `systemctl stop`. The
+    probe passes once none runs, so a re-run stops nothing twice."""
+    from kbootstrap.engine.steps import ShellStep
+    from kbootstrap.model.host import CRICTL, HELD, MANIFESTS
+
+    names = " ".join(components)
+    if static_pod:
+        crictl = quote(CRICTL)
+        gone = (f'for c in {names}; do test ! -e {MANIFESTS}/$c.yaml || exit 1; '
+                f'test -z "$({crictl} ps --name "^$c\\$" -q)" || exit 1; done')
+        stop = (f'mkdir -p -m 0700 {HELD} && for c in {names}; do if test -e {MANIFESTS}/$c.yaml; then '
+                f'mv -f {MANIFESTS}/$c.yaml {HELD}/$c.yaml; fi; done; '
+                f'i=0; until ( {gone} ); do i=$((i+1)); test $i -lt 240 || exit 1; sleep 0.5; done')
+        return [ShellStep(f"stop {what}", gone, stop, f"{names}: manifests to {HELD}, containers gone")]
+    inactive = f"for c in {names}; do ! systemctl is-active --quiet $c || exit 1; done"
+    return [ShellStep(f"stop {what}", inactive, f"systemctl stop {names}", f"systemctl stop {names}")]

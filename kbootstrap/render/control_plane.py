@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.host import MANIFESTS
 from kbootstrap.model.spec import ControlPlaneForm, Node
 from kbootstrap.render import flags
 from kbootstrap.render.context import RenderContext
@@ -53,7 +54,7 @@ def control_plane_files(ctx: RenderContext, node: Node) -> list[Artifact]:
             mounts, probe = pod_parts(node)
             pod = static_pod(name, ctx.image(name), [name, *args], mounts, probe,
                              cpu_request="250m" if name == "kube-apiserver" else "100m")
-            out.append(Artifact(f"/etc/kubernetes/manifests/{name}.yaml", dump_yaml(pod), 0o600, component=name))
+            out.append(Artifact(f"{MANIFESTS}/{name}.yaml", dump_yaml(pod), 0o600, component=name))
         else:
             after = ["etcd.service"] if name == "kube-apiserver" and spec.is_etcd_member(node) else []
             unit = render_text(f"{name}/{name}.service.j2", args=args, after=after)

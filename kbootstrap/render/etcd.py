@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.host import MANIFESTS
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.render import flags
 from kbootstrap.render.context import RenderContext
@@ -26,6 +27,6 @@ def etcd_files(ctx: RenderContext, node: Node) -> list[Artifact]:
             probe=Probe("/health?serializable=true", ports.ETCD_METRICS, scheme="HTTP"),
             tier="control-plane",
         )
-        return [Artifact("/etc/kubernetes/manifests/etcd.yaml", dump_yaml(pod), 0o600, component="etcd")]
+        return [Artifact(f"{MANIFESTS}/etcd.yaml", dump_yaml(pod), 0o600, component="etcd")]
     return [Artifact("/etc/systemd/system/etcd.service", render_text("etcd/etcd.service.j2", args=args),
                      restarts=("etcd",), component="etcd")]

@@ -19,7 +19,18 @@ from kbootstrap.errors import KbootstrapError
 @click.option("--host", "hosts", multiple=True, help="Only these hosts (repeatable). Default: all.")
 @click.option("--parallel", default=10, show_default=True, help="Hosts checked at once.")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int, output: str) -> None:
+@click.option("--watch", "watch", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Instead of the checks: the availability probe for SECONDS (Ctrl-C ends it early): requests to "
+                   "the API's /readyz through the VIP, and to each --url, at --rate a second; prints requests, "
+                   "failures and the longest gap without an answer. Exit 1 when a request failed.")
+@click.option("--rate", type=float, default=10.0, show_default=True, help="--watch: requests a second per target.")
+@click.option("--timeout", "request_timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="--watch: seconds a request may take before it counts as failed.")
+@click.option("--url", "urls", multiple=True, metavar="URL",
+              help="--watch: also probe this URL (a workload Service, e.g. http://NODE:NODEPORT/); an answer is "
+                   "HTTP 200. Repeatable.")
+def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], parallel: int, output: str,
+           watch: float | None, rate: float, request_timeout: float, urls: tuple[str, ...]) -> None:
     """Check that the cluster runs as the inventory says. Changes nothing, anywhere.
 
     \b
@@ -38,11 +49,22 @@ def verify(inventory: Path, cluster_dir: Path | None, hosts: tuple[str, ...], pa
     kube-apiserver reaching its kubelet over the CA-signed serving certificate).
 
     Exit 0 when every check passes, 1 when one fails (an unreachable host is a failed check), 2 for bad input.
+
+    \b
+    With --watch SECONDS: the availability probe alone, run beside an operation in another terminal, e.g.
+      kbootstrap verify -i INV --watch 300 --url http://10.0.0.31:30080/
     """
     from kbootstrap.verify.output import checks_json, exit_code, print_checks
     from kbootstrap.verify.run import run_verify
 
     spec = _load(inventory)
+    if watch is not None:
+        from kbootstrap.verify.watch import watch_availability
+
+        sys.exit(watch_availability(spec, cluster_dir or default_cluster_dir(spec), watch, rate, request_timeout,
+                                    urls, output))
+    if urls:
+        raise click.BadParameter("goes with --watch", param_hint="--url")
     nodes = select_nodes(spec, hosts, connected=False)  # local workers: API checks only
     checks = run_verify(spec, cluster_dir or default_cluster_dir(spec), nodes, parallel)
     if output == "json":

@@ -1,13 +1,14 @@
 """Each command's phases, declared once as a table (table.py): init, join, join --control-plane, join --local,
-reset. The CLI builds a run from these; --help and the README's phase table come from (or are checked against)
+reset, etcd restore. The CLI builds a run from these; --help and the README's phase table come from (or are checked against)
 them."""
 
+from kbootstrap.workflows.etcd_restore import RESTORE
 from kbootstrap.workflows.init import INIT
 from kbootstrap.workflows.join import JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL
 from kbootstrap.workflows.reset import RESET
 from kbootstrap.workflows.table import Inputs, PhaseSpec, UnknownPhase, Workflow, phase_list
 
-WORKFLOWS = {w.command: w for w in (INIT, JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL, RESET)}
+WORKFLOWS = {w.command: w for w in (INIT, JOIN, JOIN_CONTROL_PLANE, JOIN_LOCAL, RESET, RESTORE)}
 
-__all__ = ["INIT", "JOIN", "JOIN_CONTROL_PLANE", "JOIN_LOCAL", "RESET", "WORKFLOWS", "Inputs", "PhaseSpec",
+__all__ = ["INIT", "JOIN", "JOIN_CONTROL_PLANE", "JOIN_LOCAL", "RESET", "RESTORE", "WORKFLOWS", "Inputs", "PhaseSpec",
            "UnknownPhase", "Workflow", "phase_list"]

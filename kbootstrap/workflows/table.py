@@ -39,6 +39,7 @@ class Inputs:
     timeout: float = 300
     purge: dict[str, list[str]] | None = None  # reset --purge: host -> installed binaries to remove
     detach: bool = True  # reset: take reset nodes out of the cluster through a control plane left running
+    restore: Any = None  # etcd restore: workflows.etcd_restore.RestorePlan
 
     @property
     def bundle_dir(self) -> Path:

@@ -15,6 +15,7 @@ load balancer down moves the VIP (failover time printed).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -30,6 +31,7 @@ from kbootstrap.lab.layout import REPO, load_layout
 from kbootstrap.model.spec import ControlPlaneForm, Role, load_inventory
 from kbootstrap.phases.services import etcd_health
 from tests.conftest import kb, kubectl
+from tests.e2e import workload
 
 pytestmark = [pytest.mark.lab, pytest.mark.bundle]
 
@@ -57,6 +59,7 @@ class Cluster:
         self.spec = load_inventory(self.inventory)
         self.home = home
         self.admin_conf = home / "clusters" / self.spec.cluster.name / "admin.conf"
+        self.kubectl_binary = KUBECTL
 
     def kb(self, *args: str, timeout: float = 900, initial: bool = False) -> tuple[int, dict | None, str]:
         """Run the kbootstrap CLI as a user would; JSON output parsed when asked for. `initial`: on the
@@ -279,6 +282,14 @@ def test_etcd_is_healthy_with_every_member_over_mtls(cluster):
 
 def test_api_and_etcd_survive_a_control_plane_down(cluster):
     down = cluster.spec.control_planes[-1]
+    with workload.probe(cluster) as probe:
+        _control_plane_down(cluster, down)
+        time.sleep(2)
+    api, service = workload.figures(cluster, f"{down.name} stopped (lxc-stop) and started", probe)
+    assert service.failures == 0, service.line()  # the workload does not depend on the control plane
+
+
+def _control_plane_down(cluster, down) -> None:
     cluster.lxc("stop", down.name)
     try:
         wait_for(lambda: cluster.kubectl("get", "--raw", "/readyz").returncode == 0, 60,
@@ -305,18 +316,22 @@ def test_vip_moves_when_the_active_load_balancer_stops(cluster):
     vip = str(cluster.spec.load_balancer.vip)
     holder = next(n for n in cluster.spec.loadbalancers if vip in cluster.host(n.name).check_output("ip -4 addr show"))
     cluster.kubectl("get", "--raw", "/readyz")
-    t0 = time.monotonic()
-    cluster.lxc("stop", holder.name)
-    try:
-        wait_for(lambda: subprocess.run([str(KUBECTL), "--kubeconfig", str(cluster.admin_conf), "--request-timeout",
-                                         "1s", "get", "--raw", "/readyz"], capture_output=True).returncode == 0,
-                 30, "API through the VIP after the active load balancer stopped", interval=0.2)
-        failover = time.monotonic() - t0
-        cluster.timings.append(f"{cluster.name}: VIP failover {holder.name} -> peer, API answering in {failover:.1f} s")
-        other = next(n for n in cluster.spec.loadbalancers if n.name != holder.name)
-        assert vip in cluster.host(other.name).check_output("ip -4 addr show")
-    finally:
-        cluster.lxc("start", holder.name)
+    with workload.probe(cluster) as probe:
+        time.sleep(1)
+        t0 = time.monotonic()
+        cluster.lxc("stop", holder.name)
+        try:
+            wait_for(lambda: subprocess.run([str(KUBECTL), "--kubeconfig", str(cluster.admin_conf), "--request-timeout",
+                                             "1s", "get", "--raw", "/readyz"], capture_output=True).returncode == 0,
+                     30, "API through the VIP after the active load balancer stopped", interval=0.2)
+            failover = time.monotonic() - t0
+            cluster.timings.append(f"{cluster.name}: VIP failover {holder.name} -> peer, API answering in {failover:.1f} s")
+            other = next(n for n in cluster.spec.loadbalancers if n.name != holder.name)
+            assert vip in cluster.host(other.name).check_output("ip -4 addr show")
+            time.sleep(2)
+        finally:
+            cluster.lxc("start", holder.name)
+    workload.figures(cluster, f"active load balancer {holder.name} stopped (lxc-stop)", probe)
 
 
 def _verify(cluster) -> tuple[int, dict | None, str]:
@@ -352,3 +367,90 @@ def test_verify_passes_then_fails_after_reset_and_init_brings_the_cluster_back(c
     cluster.timings.append(f"{cluster.name}: init + join after reset in {time.monotonic() - t0:.1f} s")
     rc, data, out = _verify(cluster)
     assert rc == 0, out
+
+
+# ------------------------------------------------------------------------------------------------------
+# Day 2, on the cluster the test above brought back.
+
+
+def test_certs_check_lists_every_certificate_on_every_host(cluster):
+    rc, data, out = cluster.kb("certs", "check", "--output", "json", timeout=120)
+    assert rc == 0, out
+    assert "PRIVATE KEY" not in out and data["failed_hosts"] == {} and data["due"] == 0
+    rows = data["certificates"]
+    held = {(r["host"], r["path"] + (f" ({r['field']})" if r["field"] else "")) for r in rows}
+    assert {r["host"] for r in rows} == {n.name for n in cluster.spec.connected_nodes}
+    for cp in cluster.spec.control_planes:
+        for f in ("/etc/kubernetes/pki/apiserver.crt", "/etc/kubernetes/pki/ca.crt",
+                  "/etc/kubernetes/admin.conf (client)", "/etc/kubernetes/controller-manager.conf (client)"):
+            assert (cp.name, f) in held, (cp.name, f)
+    for m in cluster.spec.etcd_members:
+        for f in ("/etc/kubernetes/pki/etcd/server.crt", "/etc/kubernetes/pki/etcd/peer.crt"):
+            assert (m.name, f) in held, (m.name, f)
+    for n in cluster.spec.kubelet_nodes:  # the kubelet's rotating client certificate, signed by the cluster CA
+        assert (n.name, "/var/lib/kubelet/pki/kubelet-client-current.pem") in held, n.name
+    # Sorted by expiry, the CAs last; a leaf's expiry is the one in the cluster directory.
+    assert [r["expires"] for r in rows] == sorted(r["expires"] for r in rows) and rows[-1]["ca"]
+    days = cluster.spec.certificates.validity_days
+    api = next(r for r in rows if r["path"] == "/etc/kubernetes/pki/apiserver.crt")
+    assert days - 2 <= api["days_left"] <= days, api
+    # Within the threshold: exit 1, every leaf due, the CAs not.
+    rc, data, out = cluster.kb("certs", "check", "--warn-days", str(days + 1), "--output", "json", timeout=120)
+    assert rc == 1 and data["due"] == sum(not r["ca"] for r in data["certificates"]), out
+
+
+def test_etcd_snapshot_then_restore_brings_back_the_objects_of_then(cluster):
+    url = workload.deploy(cluster)  # before the snapshot: the restored cluster still has it
+    cluster.kubectl("create", "configmap", "before-snapshot", "--from-literal=k=v")
+    rc, data, out = cluster.kb("etcd", "snapshot", "--output", "json", timeout=300)
+    assert rc == 0, out
+    snap = data["snapshot"]
+    db = Path(snap["path"])
+    assert db.stat().st_mode & 0o777 == 0o600 and hashlib.sha256(db.read_bytes()).hexdigest() == snap["sha256"]
+    assert snap["revision"] > 0 and snap["total_keys"] > 100, snap
+    for m in cluster.spec.etcd_members:  # the member's temporary copy is gone
+        assert cluster.host(m.name).check_output("ls -A /var/lib/kbootstrap/snapshots 2>/dev/null || true") == ""
+    cluster.kubectl("create", "configmap", "after-snapshot", "--from-literal=k=v")
+
+    # Refused before any host is touched: without --yes, and a snapshot altered since it was taken.
+    rc, _, out = cluster.kb("etcd", "restore", str(db))
+    assert rc == 2 and "--yes" in out and "Traceback" not in out, out
+    altered = db.with_name("altered.db")
+    altered.write_bytes(db.read_bytes()[:-1] + b"\0")
+    altered.with_suffix(".json").write_text(db.with_suffix(".json").read_text())
+    rc, _, out = cluster.kb("etcd", "restore", str(altered), "--yes")
+    assert rc == 2 and "changed since" in out, out
+    altered.unlink()
+    altered.with_suffix(".json").unlink()
+
+    with workload.probe(cluster) as probe:
+        t0 = time.monotonic()
+        rc, data, out = cluster.kb("etcd", "restore", str(db), "--yes", "--output", "json", timeout=900)
+        took = time.monotonic() - t0
+        time.sleep(2)
+    assert rc == 0, out
+    cluster.timings.append(f"{cluster.name}: etcd restore in {took:.1f} s")
+    api, service = workload.figures(cluster, "etcd restore (the API is down by design)", probe)
+    assert service.failures == 0, service.line()  # the workload keeps answering while the control plane is restored
+    assert cluster.kubectl("get", "configmap", "before-snapshot", check=False).returncode == 0
+    gone = cluster.kubectl("get", "configmap", "after-snapshot", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stdout + gone.stderr
+    for m in cluster.spec.etcd_members:
+        h = cluster.host(m.name)
+        out = h.run(" ".join(etcd_health(m)))
+        assert out.rc == 0 and "is healthy" in out.stdout, (m.name, out.stderr)
+        assert h.file("/var/lib/etcd.before-restore").is_directory
+    members = _etcd_members(cluster)
+    assert [m[0] for m in members] == sorted(m.name for m in cluster.spec.etcd_members), members
+    wait_for(lambda: _verify(cluster)[0] == 0, 180, "verify passing after the restore", interval=5)
+
+    rc, data, out = cluster.kb("etcd", "restore", str(db), "--yes", "--output", "json", timeout=300)
+    assert rc == 0 and sum(len(h["changes"]) for h in data["hosts"]) == 0, out  # a finished restore: nothing
+
+
+def test_etcd_snapshot_keep_prunes_the_oldest(cluster):
+    for _ in range(2):
+        rc, data, out = cluster.kb("etcd", "snapshot", "--keep", "1", "--output", "json", timeout=300)
+        assert rc == 0, out
+    kept = sorted(Path(data["snapshot"]["path"]).parent.glob("*.db"))
+    assert kept == [Path(data["snapshot"]["path"])] and data["removed"], (kept, data["removed"])
