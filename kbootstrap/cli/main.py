@@ -30,6 +30,7 @@ from kbootstrap.cli.common import (
     select_nodes,
 )
 from kbootstrap.cli.etcd import etcd
+from kbootstrap.cli.remove import remove
 from kbootstrap.cli.reset import reset
 from kbootstrap.errors import KbootstrapError
 from kbootstrap.lab.cli import lab
@@ -463,6 +464,7 @@ main.add_command(lab)
 main.add_command(artifacts)
 main.add_command(verify)
 main.add_command(reset)
+main.add_command(remove)
 main.add_command(certs)
 main.add_command(etcd)
 

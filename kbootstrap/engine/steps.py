@@ -242,8 +242,10 @@ class CommandStep:
 class ShellStep(CommandStep):
     """A CommandStep over a shell snippet, shown by a short label instead of the whole script."""
 
-    def __init__(self, name: str, probe: str, command: str, label: str, detail: str = ""):
-        super().__init__(name, probe=["sh", "-c", probe], command=["sh", "-c", command], detail=detail)
+    def __init__(self, name: str, probe: str, command: str, label: str, detail: str = "", args: tuple[str, ...] = ()):
+        """`args`: the snippets' positional parameters ($1, $2...): values passed as they are, never parsed."""
+        super().__init__(name, probe=["sh", "-c", probe, "sh", *args], command=["sh", "-c", command, "sh", *args],
+                         detail=detail)
         self.label = label
 
     def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
@@ -357,6 +359,22 @@ class WaitStep:
         if not r.ok:
             raise StepError(t.host, self.name, f"not ready after {self.timeout:.0f}s: " + " ".join(self.probe),
                             r.rc, r.stderr_tail() or r.stdout.decode(errors="replace").strip()[-500:])
+
+
+class WaitAfterChange(WaitStep):
+    """A wait that also runs when one of `watch` changed on the host in this run, whatever the facts said: the
+    facts were read before the change, when the old instance of a component (a static pod the kubelet has not
+    replaced yet, a service before its restart) still answered."""
+
+    def __init__(self, name: str, probe: list[str], watch: set[str], timeout: float = 180, interval: float = 2,
+                 what: str = ""):
+        super().__init__(name, probe, timeout, interval, what)
+        self.watch = watch
+
+    def check(self, facts: HostFacts, changed: set[str]) -> list[Change]:
+        if self.watch & changed:
+            return [Change(self.name, "wait", self.what, f"after the change, up to {self.timeout:.0f}s")]
+        return super().check(facts, changed)
 
 
 class PackagesStep:

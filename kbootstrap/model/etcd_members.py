@@ -91,6 +91,14 @@ class MembersRecord:
         doc = _File(members=self.members).model_dump(mode="json")
         write_atomic(self.path, _HEADER + yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
 
+    def forget(self, names: list[str]) -> None:
+        """Members removed from the cluster (`kbootstrap remove`): a node of that name joins anew, as a learner."""
+        if not any(n in self.members for n in names) or self.path is None:
+            return
+        self.members = {k: v for k, v in self.members.items() if k not in names}
+        doc = _File(members=self.members).model_dump(mode="json")
+        write_atomic(self.path, _HEADER + yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
+
     def delete(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)

@@ -568,13 +568,10 @@ def _check_rules(inv: Inventory) -> tuple[list[Problem], list[str]]:
     if topo is Topology.EXTERNAL and not members:
         problems.append(Problem("nodes", "external topology needs nodes with the 'etcd' role; none has it"))
     elif members and len(members) % 2 == 0:
-        problems.append(
-            Problem(
-                "nodes",
-                f"{len(members)} etcd members: an even count adds no fault tolerance and risks split votes; "
-                "use an odd number (1, 3 or 5)",
-            )
-        )
+        # A warning, not an error: etcd runs with any count, and a cluster passes through an even one while a
+        # member is removed and replaced (`kbootstrap remove`, then `join --control-plane`).
+        warnings.append(f"{len(members)} etcd members: an even count adds no fault tolerance over one fewer and "
+                        "needs more members for a quorum; use an odd number (1, 3 or 5)")
     if 0 < len(members) < 3:
         warnings.append(f"{len(members)} etcd member(s): the cluster cannot survive the loss of an etcd member (use 3)")
 

@@ -22,7 +22,7 @@ NAME = "etcd-members"  # the phase's name in workflow tables, --help, --skip-pha
 
 # `etcdctl member list` lines: ID, STATUS, NAME, PEER ADDRS, CLIENT ADDRS, IS LEARNER (an unstarted member
 # has no name yet, so members are matched by their peer URL).
-_FIELD = "awk -F', ' -v u=\"$2\" '$4 == u {print $%s; f=1} END {exit !f}'"
+FIELD = "awk -F', ' -v u=\"$2\" '$4 == u {print $%s; f=1} END {exit !f}'"
 
 
 def is_joining(ctx: RenderContext, node: Node) -> bool:
@@ -45,7 +45,7 @@ def add_etcd_members(ctx: RenderContext, nodes: list[Node]) -> Phase | None:
     steps: list[Step] = []
     for node in (n for n in nodes if is_joining(ctx, n)):
         ctl = quote(etcdctl(_members_through(ctx, node)))
-        listed = f'{ctl} member list | {_FIELD % 1} >/dev/null'
+        listed = f'{ctl} member list | {FIELD % 1} >/dev/null'
         steps.append(CommandStep(
             f"add etcd member {node.name}", probe=["sh", "-c", listed, "sh", node.name, peer_url(node)],
             command=["sh", "-c", f'{ctl} member add "$1" --learner --peer-urls="$2"', "sh", node.name, peer_url(node)],
@@ -56,8 +56,8 @@ def add_etcd_members(ctx: RenderContext, nodes: list[Node]) -> Phase | None:
 def promote_step(ctx: RenderContext, node: Node, timeout: float = 240) -> Step:
     """Make the learner `node` a voting member, retried until it has caught up; on the member itself."""
     ctl = quote(etcdctl(_members_through(ctx, node)))
-    voter = f'test "$({ctl} member list | {_FIELD % 6})" = false'
-    promote = f'id=$({ctl} member list | {_FIELD % 1}) && {ctl} member promote "$id"'
+    voter = f'test "$({ctl} member list | {FIELD % 6})" = false'
+    promote = f'id=$({ctl} member list | {FIELD % 1}) && {ctl} member promote "$id"'
     return RetryStep("promote etcd member", probe=["sh", "-c", voter, "sh", node.name, peer_url(node)],
                      command=["sh", "-c", promote, "sh", node.name, peer_url(node)], timeout=timeout, interval=3,
                      detail=f"{node.name}: learner to voting member, once in sync")

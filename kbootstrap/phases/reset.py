@@ -173,8 +173,8 @@ def partial_reset_problem(spec: ClusterSpec, nodes: list[Node]) -> str | None:
     if chosen and len(chosen) < len(members):
         return (f"resetting {', '.join(chosen)} but not the other etcd members would leave "
                 f"{'it' if len(chosen) == 1 else 'them'} in etcd's member list, and the cluster one failure from "
-                "losing quorum. Reset every etcd member (the whole cluster), or first remove the member with "
-                "`etcdctl member remove` and the node from the inventory")
+                "losing quorum. Reset every etcd member (the whole cluster), or take one out of the cluster with "
+                "`kbootstrap remove --host NAME` (its member removed, the others' quorum checked first)")
     return None
 
 

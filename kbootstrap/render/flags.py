@@ -86,6 +86,10 @@ def kube_apiserver(spec: ClusterSpec, node: Node, etcd_servers: list[str]) -> li
         "audit-log-maxage": "30",
         "audit-log-maxbackup": "10",
         "audit-log-maxsize": "100",
+        # On SIGTERM, /readyz fails at once while requests are still served this long: the load balancers' health
+        # checks (haproxy: every 1 s, down after 2 failures) take it out of rotation before it stops listening,
+        # so a control plane restarted or shut down cleanly drops no request.
+        "shutdown-delay-duration": "5s",
     })
 
 

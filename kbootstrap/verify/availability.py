@@ -1,4 +1,4 @@
-"""The availability probe: requests at a steady rate to the API through the VIP (`/readyz`, anonymous, the
+"""The availability probe: requests at a steady rate to the API through the VIP (`/version`, anonymous, the
 server verified against the cluster CA) and to workload URLs, counting failures and the longest gap without
 an answer. What `kbootstrap verify --watch` prints, and what the lab tests run through every disruptive step.
 
@@ -35,8 +35,11 @@ class Target:
 
 
 def api_target(server_url: str, ca_file: Path) -> Target:
-    return Target("API /readyz through " + urlsplit(server_url).netloc, server_url.rstrip("/") + "/readyz", ca_file,
-                  lambda status, body: status == 200 and body.strip() == b"ok")
+    """GET /version: a request the API serves to anyone, as it serves the others. Not /readyz: an apiserver
+    shutting down gracefully fails its /readyz on purpose (so load balancers take it out) while it still
+    serves every request, and the probe asks what clients get."""
+    return Target("API /version through " + urlsplit(server_url).netloc, server_url.rstrip("/") + "/version",
+                  ca_file, lambda status, body: status == 200 and b'"gitVersion"' in body)
 
 
 @dataclass

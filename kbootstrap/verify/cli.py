@@ -21,7 +21,7 @@ from kbootstrap.errors import KbootstrapError
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--watch", "watch", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Instead of the checks: the availability probe for SECONDS (Ctrl-C ends it early): requests to "
-                   "the API's /readyz through the VIP, and to each --url, at --rate a second; prints requests, "
+                   "the API (GET /version) through the VIP, and to each --url, at --rate a second; prints requests, "
                    "failures and the longest gap without an answer. Exit 1 when a request failed.")
 @click.option("--rate", type=float, default=10.0, show_default=True, help="--watch: requests a second per target.")
 @click.option("--timeout", "request_timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from kbootstrap.engine.runner import Phase
 from kbootstrap.phases import cleanup_bootstrap, configure_files, start_nodes, wait_ready
 from kbootstrap.workflows.init import BINARIES, INIT, OS, PACKAGES, RUNTIME
 from kbootstrap.workflows.table import Inputs, PhaseSpec, Workflow
@@ -32,11 +33,20 @@ JOIN = Workflow("join", (
     CLEANUP,
 ))
 
-# init over the control side and the joined workers (their files: the new pod route), then the workers' node
-# services, restarted only for what changed.
+def _joined_workers(i: Inputs) -> Phase | None:
+    """The joined workers' files (the new control plane's pod route and /etc/hosts entry), then their node
+    services, restarted only for what changed."""
+    if not i.workers:
+        return None
+    files = configure_files.configure_files(i.ctx, i.workers)
+    services = start_nodes.start_nodes(i.ctx, i.workers, i.binaries)
+    return Phase(start_nodes.NAME, {n.name: [*files.steps[n.name], *services.steps[n.name]] for n in i.workers})
+
+
+# init over the control side, then the joined workers.
 JOIN_CONTROL_PLANE = INIT.then("join --control-plane", PhaseSpec(
-    start_nodes.NAME, "joined workers' kubelet, kube-proxy, pod routes (restarted only for what changed)",
-    lambda i: start_nodes.start_nodes(i.ctx, i.workers, i.binaries) if i.workers else None))
+    start_nodes.NAME, "joined workers: files (the new pod route, /etc/hosts), then kubelet, kube-proxy, pod routes "
+    "restarted only for what changed", _joined_workers))
 
 # On the node: kube-proxy starts once the kubelet holds the client certificate it runs on; then the serving
 # certificate is awaited (the Node Ready wait follows, read as the node through the API).

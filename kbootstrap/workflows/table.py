@@ -40,6 +40,7 @@ class Inputs:
     purge: dict[str, list[str]] | None = None  # reset --purge: host -> installed binaries to remove
     detach: bool = True  # reset: take reset nodes out of the cluster through a control plane left running
     restore: Any = None  # etcd restore: workflows.etcd_restore.RestorePlan
+    remove: Any = None  # remove: workflows.remove_nodes.RemovePlan
 
     @property
     def bundle_dir(self) -> Path:
@@ -56,7 +57,7 @@ class Inputs:
                 for n in [*self.nodes, *self.workers]}
 
 
-Builder = Callable[[Inputs], Phase | None]
+Builder = Callable[[Inputs], Phase | list[Phase] | None]  # a list: the same phase host by host, in order
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ class Workflow:
         for p in self.phases:
             if p.name in skip or (only and p.name not in only):
                 continue
-            phase = p.build(inputs)
-            if phase is not None:
+            built = p.build(inputs)
+            for phase in built if isinstance(built, list) else [built] if built is not None else []:
                 assert phase.name == p.name, f"{p.name} built a phase named {phase.name}"
                 out.append(phase)
         return out

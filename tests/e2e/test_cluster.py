@@ -454,3 +454,113 @@ def test_etcd_snapshot_keep_prunes_the_oldest(cluster):
         assert rc == 0, out
     kept = sorted(Path(data["snapshot"]["path"]).parent.glob("*.db"))
     assert kept == [Path(data["snapshot"]["path"])] and data["removed"], (kept, data["removed"])
+
+
+def _haproxy_backends(cluster) -> dict[str, set[str]]:
+    return {lb.name: {line.split()[1] for line in cluster.host(lb.name).check_output("cat /etc/haproxy/haproxy.cfg")
+                      .splitlines() if line.strip().startswith("server ")} for lb in cluster.spec.loadbalancers}
+
+
+def _node_names(cluster) -> set[str]:
+    return set(cluster.kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").stdout.split())
+
+
+def test_remove_refuses_what_would_break_the_cluster(cluster):
+    cps = [n.name for n in cluster.spec.control_planes]
+    lb = cluster.spec.loadbalancers[0].name
+    for hosts, why in ((cps, "no control plane"), ([lb], "load balancer")):
+        rc, _, out = cluster.kb("remove", *(a for h in hosts for a in ("--host", h)), "--yes")
+        assert rc == 2 and why in out and "Traceback" not in out, out
+    if cluster.spec.is_etcd_member(cluster.spec.control_planes[0]):  # stacked: one member a run, quorum kept
+        rc, _, out = cluster.kb("remove", "--host", cps[1], "--host", cps[2], "--yes")
+        assert rc == 2 and "one per run" in out, out
+    if cluster.name == "lab-stacked":  # (once: the stop and the wait for verify cost a minute)
+        cluster.lxc("stop", cps[2])  # then the members that would stay (cps[0], cps[2]) hold no quorum
+        try:
+            rc, _, out = cluster.kb("remove", "--host", cps[1], "--yes")
+            assert rc == 2 and "quorum" in out and cps[2] in out, out
+        finally:
+            cluster.lxc("start", cps[2])
+        wait_for(lambda: _verify(cluster)[0] == 0, 240, f"verify passing with {cps[2]} back", interval=5)
+    assert _node_names(cluster) == {n.name for n in cluster.spec.kubelet_nodes}  # nothing was removed
+
+
+def test_remove_a_worker_keeps_the_api_answering(cluster):
+    if len(cluster.spec.workers) < 2:
+        pytest.skip("one worker: the workload would have nowhere to go")
+    gone = cluster.spec.workers[-1].name
+    with workload.probe(cluster) as probe:
+        rc, data, out = cluster.kb("remove", "--host", gone, "--yes", "--output", "json", timeout=600)
+        time.sleep(1)
+    assert rc == 0, out
+    api, _ = workload.figures(cluster, f"remove worker {gone}", probe)
+    assert api.failures == 0, api.line()
+    assert gone not in _node_names(cluster)
+    h = cluster.host(gone)
+    assert not h.file("/etc/kubernetes").exists and not h.service("kubelet").is_running
+    pods = json.loads(cluster.kubectl("get", "pods", "-l", f"app={workload.NAME}", "-o", "json").stdout)["items"]
+    assert pods and all(p["spec"]["nodeName"] != gone for p in pods)  # drained: rescheduled elsewhere
+    rc, data, out = cluster.kb("remove", "--host", gone, "--yes", "--output", "json", timeout=300)
+    assert rc == 0 and sum(len(h["changes"]) for h in data["hosts"]) == 0, out
+    # Then out of the inventory, as the command says (the last node: no pod subnet moves). The lab's layout
+    # keeps the host, so the teardown removes it.
+    doc = yaml.safe_load(cluster.inventory.read_text())
+    doc["nodes"] = [n for n in doc["nodes"] if n["name"] != gone]
+    cluster.inventory.write_text(yaml.safe_dump(doc, sort_keys=False))
+    cluster.spec = load_inventory(cluster.inventory)
+
+
+def _members_and_backends_without(cluster, name: str) -> None:
+    if cluster.spec.is_etcd_member(cluster.spec.node(name)):
+        assert name not in [m[0] for m in _etcd_members(cluster)]
+    assert all(name not in servers for servers in _haproxy_backends(cluster).values()), _haproxy_backends(cluster)
+    assert name not in _node_names(cluster)
+
+
+def _rejoin_control_plane(cluster, name: str, what: str) -> None:
+    t0 = time.monotonic()
+    rc, _, out = cluster.kb("join", "--control-plane", "--output", "json", timeout=900)
+    assert rc == 0, out
+    cluster.timings.append(f"{cluster.name}: {what}: join --control-plane {name} in {time.monotonic() - t0:.1f} s")
+    if cluster.spec.is_etcd_member(cluster.spec.node(name)):
+        members = _etcd_members(cluster)
+        assert [m[0] for m in members] == sorted(m.name for m in cluster.spec.etcd_members), members
+        assert all(status == "started" and learner == "false" for _, status, learner in members), members
+    assert all(name in servers for servers in _haproxy_backends(cluster).values())
+    wait_for(lambda: _verify(cluster)[0] == 0, 240, f"verify passing with {name} back", interval=5)
+
+
+def test_remove_a_control_plane_then_replace_it(cluster):
+    """lab-stacked: the control plane is destroyed (its container deleted) and removed --unreachable, then a new
+    host of the same name joins. The others: a running control plane removed (the removal resets it): the
+    systemd form's rolling restarts, and external etcd (no member to remove). Either way the API answers
+    throughout the removal. (Joining back is proven once: it is join --control-plane, proven above.)"""
+    name = cluster.later[-1]
+    destroyed = cluster.name == "lab-stacked"
+    if destroyed:  # the fault: what a hard kill costs the clients is printed; then the removal is measured
+        with workload.probe(cluster) as probe:
+            ct = cluster.layout.container(cluster.layout.node(name))
+            subprocess.run(["lxc-stop", "-k", "-n", ct], capture_output=True, timeout=120)
+            subprocess.run(["lxc-destroy", "-f", "-n", ct], check=True, capture_output=True, timeout=120)
+            time.sleep(8)  # haproxy's checks have marked it down
+        workload.figures(cluster, f"control plane {name} killed and destroyed (before its removal)", probe)
+    with workload.probe(cluster) as probe:
+        t0 = time.monotonic()
+        rc, data, out = cluster.kb("remove", "--host", name, *(["--unreachable"] if destroyed else []), "--yes",
+                                   "--output", "json", timeout=900)
+        took = time.monotonic() - t0
+        time.sleep(1)
+    assert rc == 0, out
+    what = f"remove {'destroyed ' if destroyed else ''}control plane {name}"
+    cluster.timings.append(f"{cluster.name}: {what} in {took:.1f} s")
+    api, service = workload.figures(cluster, what, probe)
+    _members_and_backends_without(cluster, name)
+    if not destroyed:
+        assert not cluster.host(name).file("/etc/kubernetes").exists
+    rc, data, out = cluster.kb("remove", "--host", name, *(["--unreachable"] if destroyed else []), "--yes",
+                               "--output", "json", timeout=300)
+    assert rc == 0 and sum(len(h["changes"]) for h in data["hosts"]) == 0, out
+    assert api.failures == 0 and service.failures == 0, (api.line(), service.line())
+    if destroyed:
+        lifecycle.up(cluster.layout, "lxc", log=lambda msg: print(msg, flush=True))  # a new host, same name
+        _rejoin_control_plane(cluster, name, what)

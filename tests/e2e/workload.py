@@ -26,7 +26,7 @@ def _image(bundle: Path) -> tuple[str, Path]:
 def deploy(cluster) -> str:
     """Idempotent; returns the URL the probe asks (a worker's NodePort)."""
     ref, tar = _image(default_bundle_dir(cluster.spec.cluster.kubernetes_version))
-    for w in cluster.spec.workers:
+    for w in cluster.spec.workers:  # the inventory's: a removed worker is out of it
         ct = cluster.layout.container(cluster.layout.node(w.name))
         ctr = ["lxc-attach", "-n", ct, "--", "/usr/local/bin/ctr", "-n", "k8s.io", "images"]
         if ref not in subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, check=True).stdout:

@@ -100,7 +100,7 @@ def test_verify_watch_prints_the_figures_and_fails_on_a_failed_request(tmp_path)
            "--url", "http://127.0.0.1:8089/", "--output", "json", home=home, prefix=NETNS, timeout=60)
     assert p.returncode == 1, p.stdout + p.stderr
     api, local = json.loads(p.stdout)["targets"]
-    assert api["target"].startswith("API /readyz through") and api["failures"] == api["requests"] >= 5, api
+    assert api["target"].startswith("API /version through") and api["failures"] == api["requests"] >= 5, api
     assert local["requests"] >= 5 and local["failures"] == 0 and local["longest_gap_s"] < 0.6, local
 
     p = kb("verify", "-i", str(inventory), "--watch", "1", home=home, prefix=NETNS, timeout=60)

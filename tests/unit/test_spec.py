@@ -77,8 +77,8 @@ def test_external_etcd_on_control_plane_refused(external_data):
     external_data["nodes"][5]["roles"] = ["control-plane", "etcd"]
     found = problems(external_data)
     assert any(p.startswith("nodes[5] (xcp1).roles: 'etcd' together with 'control-plane'") for p in found)
-    # ... and the etcd count became even (4), which is refused as well.
-    assert any("4 etcd members" in p for p in found)
+    # ... and the etcd count became even (4): a warning (etcd runs with it; a replacement passes through it).
+    assert not any("4 etcd members" in p for p in found)
 
 
 def test_external_without_etcd_nodes(external_data):
@@ -86,9 +86,12 @@ def test_external_without_etcd_nodes(external_data):
     assert "nodes: external topology needs nodes with the 'etcd' role; none has it" in problems(external_data)
 
 
-def test_even_etcd_is_an_error_and_fewer_than_three_a_warning(stacked_data):
+def test_even_etcd_and_fewer_than_three_are_warnings(stacked_data):
     stacked_data["nodes"] = [n for n in stacked_data["nodes"] if n["name"] != "cp3"]
-    assert any(p.startswith("nodes: 2 etcd members: an even count") for p in problems(stacked_data))
+    assert build_spec(stacked_data).warnings == (
+        "2 etcd members: an even count adds no fault tolerance over one fewer and needs more members for a quorum; "
+        "use an odd number (1, 3 or 5)",
+        "2 etcd member(s): the cluster cannot survive the loss of an etcd member (use 3)")
     stacked_data["nodes"] = [n for n in stacked_data["nodes"] if n["name"] != "cp2"]
     spec = build_spec(stacked_data)
     assert spec.warnings == ("1 etcd member(s): the cluster cannot survive the loss of an etcd member (use 3)",)
