@@ -86,7 +86,7 @@ def remove(inventory, cluster_dir, hosts, parallel, accept_new_host_keys, output
         if not result.failed and not dry_run:
             s.members.forget([n.name for n in removed])
     report(s, result, output)
-    if not result.failed and not dry_run and output == "text":
+    if not result.failed and not dry_run:  # stderr: with --output json, stdout holds the report alone
         moved = moved_subnets(spec, removed)
         them = "them" if len(hosts) > 1 else "it"
         err.print(labelled("removed", "green", f"{', '.join(hosts)}. Now delete {them} from {inventory}"
