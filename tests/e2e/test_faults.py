@@ -92,7 +92,7 @@ def _clean(t, artifacts):
     t.run(["rm", "-f", *artifacts], sudo=True)
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.4, 0.6])
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.5])  # the late one early enough: a batch varies ±40% here
 def test_node_killed_mid_batch_leaves_no_half_file_and_rerun_converges(lab, batch, fraction):
     spec, phase, artifacts, seconds = batch
     after = fraction * seconds
