@@ -88,14 +88,17 @@ class MembersRecord:
     def record(self, spec: ClusterSpec, nodes: list[Node]) -> None:
         self.members.update({n.name: self.first_start(spec, n) for n in nodes})  # all judged before any is added
         assert self.path is not None
-        doc = _File(members=self.members).model_dump(mode="json")
-        write_atomic(self.path, _HEADER + yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
+        self._save()
 
     def forget(self, names: list[str]) -> None:
         """Members removed from the cluster (`kbootstrap remove`): a node of that name joins anew, as a learner."""
         if not any(n in self.members for n in names) or self.path is None:
             return
         self.members = {k: v for k, v in self.members.items() if k not in names}
+        self._save()
+
+    def _save(self) -> None:
+        assert self.path is not None
         doc = _File(members=self.members).model_dump(mode="json")
         write_atomic(self.path, _HEADER + yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
 

@@ -2,7 +2,7 @@
 
 The table: `drain` (cordon, drain with PodDisruptionBudgets respected, delete the Node), `loadbalancers`
 (haproxy without the removed control planes, a reload), `etcd-member` (its member removed by ID through one
-that stays), `reset` (what `reset` does, on the removed hosts that can be reached), `control-planes` (the
+that stays), `reset-*` (reset's four phases, on the removed hosts that can be reached), `control-planes` (the
 others' files as rendered without the removed nodes, one control plane at a time, each ready before the next)
 and `nodes` (the other nodes' pod routes and /etc/hosts). Everything after the drain is rendered from the
 inventory without the removed nodes, every pod subnet pinned where it is, so nothing else moves.
