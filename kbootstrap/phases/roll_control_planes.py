@@ -1,5 +1,7 @@
-"""Phase `control-planes` (remove): the control planes that stay take their new files one at a time — for a
-stacked one, kube-apiserver's `--etcd-servers` loses the removed member — and each is back before the next:
+"""Phase `control-planes` (remove, certs renew): the control planes take their new files one at a time — for
+`remove`, a stacked one's kube-apiserver `--etcd-servers` loses the removed member; for `certs renew`, the
+certificates, which change the digest in the static pods' manifests or restart the services that read them —
+and each is back before the next:
 its static pods running the manifests now on disk (the kubelet starts a new instance when a manifest changes)
 or its services restarted, etcd healthy, its apiserver's /readyz. The load balancers send requests to the
 others meanwhile, so the API keeps answering. One phase a control plane, in inventory order."""
@@ -11,6 +13,7 @@ from kbootstrap.engine.steps import FilesStep, ServicesStep, Step, WaitAfterChan
 from kbootstrap.model.host import CONTROL_PLANE_SERVICES, CRICTL, MANIFESTS, NODE_SERVICES
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.phases.services import api_ready, etcd_health, inputs_for
+from kbootstrap.pki.table import CSR_APPROVER
 from kbootstrap.render import RenderContext, render_host
 from kbootstrap.render.etcd import etcd_as_static_pod
 from kbootstrap.transport.base import quote
@@ -39,10 +42,14 @@ def roll_control_planes(ctx: RenderContext, nodes: list[Node], binaries_by_node:
                 steps.append(WaitAfterChange(f"{a.component} restarted", static_pod_current(a.path, a.component),
                                              watch={a.path}, timeout=120, interval=1,
                                              what=f"{a.component} on {cp.name} running {a.path}"))
+        inputs = inputs_for(ctx, cp, binaries_by_node)
         services = list(NODE_SERVICES)
         if spec.cluster.control_plane_form is ControlPlaneForm.SYSTEMD:
             services = [*CONTROL_PLANE_SERVICES, *services]
-        steps.append(ServicesStep(services, inputs_for(ctx, cp, binaries_by_node)))
+        if spec.is_etcd_member(cp) and not etcd_as_static_pod(ctx, cp):
+            services = ["etcd", *services]  # first: the apiserver restarts onto a member that answers
+        services += [s for s in (CSR_APPROVER,) if s in inputs]  # only with `join: local` workers
+        steps.append(ServicesStep(services, inputs))
         if spec.is_etcd_member(cp):
             what = f"etcd member {cp.name}" + (" (static pod)" if etcd_as_static_pod(ctx, cp) else "")
             steps.append(WaitAfterChange("etcd healthy", etcd_health(cp), watch=on_host, timeout=240, what=what))

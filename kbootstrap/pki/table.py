@@ -65,6 +65,7 @@ class CertRow:
     key_to: Hosts = Hosts.NONE
     kubeadm: bool = True
     purpose: str = ""
+    read_by: tuple[str, ...] = ()  # the components that read the files: a changed file restarts them
 
     @property
     def is_ca(self) -> bool:
@@ -80,6 +81,7 @@ class KeyPairRow:
     private_to: Hosts
     public_to: Hosts
     purpose: str = ""
+    read_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,53 +96,63 @@ class KubeconfigRow:
     server: str = "endpoint"  # "endpoint" (the load balancer) or "local" (this node's own apiserver)
     kubeadm: bool = True
     purpose: str = ""
+    read_by: tuple[str, ...] = ()
 
     @property
     def cert_name(self) -> str:
         return "kubeconfig-" + self.file.removesuffix(".conf")
 
 
+# Who reads what (the flags in render/flags.py, the kubelet's and kube-proxy's configuration): a renewed
+# certificate restarts exactly these, as services or as static pods (render/pki_files.py).
+APISERVER, CONTROLLER_MANAGER, SCHEDULER = "kube-apiserver", "kube-controller-manager", "kube-scheduler"
+ETCD, KUBELET, KUBE_PROXY, HAPROXY = "etcd", "kubelet", "kube-proxy", "haproxy"
+CSR_APPROVER = "kbootstrap-csr-approver"
+
 CERTS: tuple[CertRow, ...] = (
     CertRow("ca", "ca", None, "kubernetes", cert_to=Hosts.KUBELET_NODES_AND_LOADBALANCERS,
             key_to=Hosts.CONTROL_PLANES,
-            purpose="cluster CA; its key signs kubelet CSRs in kube-controller-manager"),
+            purpose="cluster CA; its key signs kubelet CSRs in kube-controller-manager",
+            read_by=(APISERVER, CONTROLLER_MANAGER, KUBELET, KUBE_PROXY, HAPROXY)),
     CertRow("apiserver", "apiserver", "ca", "kube-apiserver", usages=(Usage.SERVER,), sans=SANs.APISERVER,
             per_node=PerNode.CONTROL_PLANE, cert_to=Hosts.CONTROL_PLANES, key_to=Hosts.CONTROL_PLANES,
-            purpose="serving cert of kube-apiserver"),
+            purpose="serving cert of kube-apiserver", read_by=(APISERVER,)),
     CertRow("apiserver-kubelet-client", "apiserver-kubelet-client", "ca", "kube-apiserver-kubelet-client",
             orgs=("kubeadm:cluster-admins",), usages=(Usage.CLIENT,),
             cert_to=Hosts.CONTROL_PLANES, key_to=Hosts.CONTROL_PLANES,
-            purpose="kube-apiserver's client cert towards kubelets"),
+            purpose="kube-apiserver's client cert towards kubelets", read_by=(APISERVER,)),
     CertRow("front-proxy-ca", "front-proxy-ca", None, "front-proxy-ca",
             cert_to=Hosts.CONTROL_PLANES, key_to=Hosts.NONE,
-            purpose="CA of the aggregation layer; no component needs its key"),
+            purpose="CA of the aggregation layer; no component needs its key",
+            read_by=(APISERVER, CONTROLLER_MANAGER)),
     CertRow("front-proxy-client", "front-proxy-client", "front-proxy-ca", "front-proxy-client",
             usages=(Usage.CLIENT,), cert_to=Hosts.CONTROL_PLANES, key_to=Hosts.CONTROL_PLANES,
-            purpose="client cert kube-apiserver uses to reach extension apiservers"),
+            purpose="client cert kube-apiserver uses to reach extension apiservers", read_by=(APISERVER,)),
     CertRow("etcd-ca", "etcd/ca", None, "etcd-ca",
             cert_to=Hosts.ETCD_AND_CONTROL_PLANES, key_to=Hosts.NONE,
-            purpose="etcd CA; no component needs its key"),
+            purpose="etcd CA; no component needs its key", read_by=(ETCD, APISERVER)),
     CertRow("etcd-server", "etcd/server", "etcd-ca", "{node}", usages=(Usage.SERVER, Usage.CLIENT), sans=SANs.ETCD,
             per_node=PerNode.ETCD_MEMBER, cert_to=Hosts.ETCD_MEMBERS, key_to=Hosts.ETCD_MEMBERS,
-            purpose="etcd serving cert"),
+            purpose="etcd serving cert", read_by=(ETCD,)),
     CertRow("etcd-peer", "etcd/peer", "etcd-ca", "{node}", usages=(Usage.SERVER, Usage.CLIENT), sans=SANs.ETCD,
             per_node=PerNode.ETCD_MEMBER, cert_to=Hosts.ETCD_MEMBERS, key_to=Hosts.ETCD_MEMBERS,
-            purpose="etcd peer cert between members"),
+            purpose="etcd peer cert between members", read_by=(ETCD,)),
     CertRow("etcd-healthcheck-client", "etcd/healthcheck-client", "etcd-ca", "kube-etcd-healthcheck-client",
             usages=(Usage.CLIENT,), cert_to=Hosts.ETCD_MEMBERS, key_to=Hosts.ETCD_MEMBERS,
             purpose="client cert for etcdctl health checks on etcd hosts"),
     CertRow("apiserver-etcd-client", "apiserver-etcd-client", "etcd-ca", "kube-apiserver-etcd-client",
             usages=(Usage.CLIENT,), cert_to=Hosts.CONTROL_PLANES, key_to=Hosts.CONTROL_PLANES,
-            purpose="kube-apiserver's client cert towards etcd"),
+            purpose="kube-apiserver's client cert towards etcd", read_by=(APISERVER,)),
     CertRow("kubelet-serving", "kubelet-serving", "ca", "system:node:{node}", orgs=("system:nodes",),
             usages=(Usage.SERVER,), sans=SANs.KUBELET, per_node=PerNode.KUBELET_NODE,
             cert_to=Hosts.KUBELET_NODES, key_to=Hosts.KUBELET_NODES, kubeadm=False,
-            purpose="kubelet serving cert signed by the cluster CA, so kube-apiserver verifies kubelets"),
+            purpose="kubelet serving cert signed by the cluster CA, so kube-apiserver verifies kubelets",
+            read_by=(KUBELET,)),
 )
 
 KEYPAIRS: tuple[KeyPairRow, ...] = (
     KeyPairRow("sa", "sa", private_to=Hosts.CONTROL_PLANES, public_to=Hosts.CONTROL_PLANES,
-               purpose="signs and verifies service-account tokens"),
+               purpose="signs and verifies service-account tokens", read_by=(APISERVER, CONTROLLER_MANAGER)),
 )
 
 KUBECONFIGS: tuple[KubeconfigRow, ...] = (
@@ -149,16 +161,18 @@ KUBECONFIGS: tuple[KubeconfigRow, ...] = (
     KubeconfigRow("super-admin.conf", "kubernetes-super-admin", ("system:masters",), Hosts.FIRST_CONTROL_PLANE,
                   purpose="break-glass admin that bypasses RBAC; only on the first control plane"),
     KubeconfigRow("controller-manager.conf", "system:kube-controller-manager", (), Hosts.CONTROL_PLANES,
-                  server="local"),
-    KubeconfigRow("scheduler.conf", "system:kube-scheduler", (), Hosts.CONTROL_PLANES, server="local"),
+                  server="local", read_by=(CONTROLLER_MANAGER,)),
+    KubeconfigRow("scheduler.conf", "system:kube-scheduler", (), Hosts.CONTROL_PLANES, server="local",
+                  read_by=(SCHEDULER,)),
     KubeconfigRow("kubelet.conf", "system:node:{node}", ("system:nodes",), Hosts.CONTROL_PLANES,
                   per_node=PerNode.CONTROL_PLANE,
-                  purpose="control-plane kubelets; workers get theirs by TLS bootstrap at join"),
+                  purpose="control-plane kubelets; workers get theirs by TLS bootstrap at join", read_by=(KUBELET,)),
     KubeconfigRow("kube-proxy.conf", "system:kube-proxy", (), Hosts.KUBELET_NODES, kubeadm=False,
-                  purpose="kube-proxy on every node but `join: local` workers (kubeadm uses a service account)"),
+                  purpose="kube-proxy on every node but `join: local` workers (kubeadm uses a service account)",
+                  read_by=(KUBE_PROXY,)),
     KubeconfigRow("csr-approver.conf", "kbootstrap:csr-approver", (), Hosts.APPROVERS, kubeadm=False,
                   purpose="approves the kubelet serving certificates of `join: local` workers, checking their "
-                          "names and addresses against the inventory"),
+                          "names and addresses against the inventory", read_by=(CSR_APPROVER,)),
 )
 
 CERT_BY_NAME: dict[str, CertRow] = {r.name: r for r in CERTS}

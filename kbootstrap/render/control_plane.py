@@ -11,6 +11,7 @@ from kbootstrap.model.host import MANIFESTS
 from kbootstrap.model.spec import ControlPlaneForm, Node
 from kbootstrap.render import flags
 from kbootstrap.render.context import RenderContext
+from kbootstrap.render.pki_files import DIGEST_ANNOTATION, pki_digest
 from kbootstrap.render.static_pod import Mount, Probe, static_pod
 from kbootstrap.render.templates import base_document, dump_yaml, render_text
 
@@ -53,7 +54,8 @@ def control_plane_files(ctx: RenderContext, node: Node) -> list[Artifact]:
         if spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
             mounts, probe = pod_parts(node)
             pod = static_pod(name, ctx.image(name), [name, *args], mounts, probe,
-                             cpu_request="250m" if name == "kube-apiserver" else "100m")
+                             cpu_request="250m" if name == "kube-apiserver" else "100m",
+                             annotations={DIGEST_ANNOTATION: pki_digest(ctx, node, name)})
             out.append(Artifact(f"{MANIFESTS}/{name}.yaml", dump_yaml(pod), 0o600, component=name))
         else:
             after = ["etcd.service"] if name == "kube-apiserver" and spec.is_etcd_member(node) else []

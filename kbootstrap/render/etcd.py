@@ -8,6 +8,7 @@ from kbootstrap.model.host import MANIFESTS
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.render import flags
 from kbootstrap.render.context import RenderContext
+from kbootstrap.render.pki_files import DIGEST_ANNOTATION, pki_digest
 from kbootstrap.render.static_pod import Mount, Probe, static_pod
 from kbootstrap.render.templates import dump_yaml, render_text
 
@@ -26,6 +27,7 @@ def etcd_files(ctx: RenderContext, node: Node) -> list[Artifact]:
                     Mount("etcd-certs", f"{flags.PKI}/etcd")],
             probe=Probe("/health?serializable=true", ports.ETCD_METRICS, scheme="HTTP"),
             tier="control-plane",
+            annotations={DIGEST_ANNOTATION: pki_digest(ctx, node, "etcd")},
         )
         return [Artifact(f"{MANIFESTS}/etcd.yaml", dump_yaml(pod), 0o600, component="etcd")]
     return [Artifact("/etc/systemd/system/etcd.service", render_text("etcd/etcd.service.j2", args=args),

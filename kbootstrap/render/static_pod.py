@@ -31,6 +31,7 @@ def static_pod(
     tier: str = "control-plane",
     privileged: bool = False,
     cpu_request: str = "100m",
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
@@ -59,6 +60,7 @@ def static_pod(
             "name": name,
             "namespace": "kube-system",
             "labels": {"component": name, "tier": tier},
+            **({"annotations": annotations} if annotations else {}),
         },
         "spec": {
             "hostNetwork": True,
