@@ -10,12 +10,24 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from kbootstrap.cli.common import INVENTORY_HELP, _load, err, labelled, out, select_nodes
+from kbootstrap.cli.common import (
+    ARTIFACTS_OPTION,
+    HOST_OPTIONS,
+    INVENTORY_HELP,
+    PhasedCommand,
+    _load,
+    err,
+    exit_for,
+    labelled,
+    out,
+    select_nodes,
+)
 
 
 @click.group()
 def certs() -> None:
-    """The cluster's certificates: which goes where (list), and when each one on the hosts expires (check)."""
+    """The cluster's certificates: which goes where (list), when each one on the hosts expires (check), and their
+    renewal with the API answering (renew)."""
 
 
 @certs.command("list")
@@ -104,3 +116,63 @@ def certs_check(inventory: Path, hosts: tuple[str, ...], warn_days: int, paralle
         if due:
             err.print(f"  soonest: {due[0].host} {due[0].file}, {due[0].not_after:%Y-%m-%d}")
     sys.exit(1 if due or report.failed else 0)
+
+
+@certs.command("renew", cls=PhasedCommand, workflows=("certs renew",))
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@HOST_OPTIONS[0]
+@HOST_OPTIONS[1]
+@HOST_OPTIONS[3]
+@HOST_OPTIONS[4]
+@HOST_OPTIONS[5]
+@click.option("--fresh", "fresh_minutes", type=click.IntRange(min=0), default=60, show_default=True,
+              help="Minutes: a certificate issued within them is kept, not reissued, so a re-run (or a resume after "
+                   "a failure) pushes what the first run renewed.")
+@click.option("--dry-run", is_flag=True, help="Show which files and components would change; reissue nothing "
+                                              "(exit 3 if anything would change).")
+@ARTIFACTS_OPTION
+def certs_renew(names, inventory, cluster_dir, parallel, accept_new_host_keys, output, fresh_minutes, dry_run,
+                artifacts) -> None:
+    """Reissue leaf certificates (NAME: rows of `certs list`, e.g. apiserver, etcd-server, admin.conf; none
+    named: every leaf), push them, and restart what reads them, keeping the API answering.
+
+    \b
+    Phases, in order:
+    {phases}
+
+    \b
+    Which component reads which file comes from the certificate table; a static pod restarts because the
+    digest of its certificates is in its manifest, a service because its input changed. The CAs and the
+    service-account key are kept (their replacement is `certs rotate-ca`, not done yet); the kubelets'
+    client certificates rotate by themselves. A second run within --fresh changes nothing.
+    Check first with `kbootstrap certs check`.
+    """
+    from kbootstrap.cli.session import report, session
+    from kbootstrap.model.spec import Role
+    from kbootstrap.phases.bundle_payload import load_bundle
+    from kbootstrap.workflows import RENEW, Inputs
+    from kbootstrap.workflows.certs_renew import renewal
+    from kbootstrap.workflows.init_cluster import write_admin_kubeconfig
+    from kbootstrap.workflows.join_nodes import unjoined
+
+    spec = _load(inventory)
+    wanted = renewal(spec, names, fresh_minutes, save=not dry_run)
+    bundle, manifest = load_bundle(spec, artifacts)
+    with session(spec, cluster_dir, spec.connected_nodes, "certs renew", accept_new_host_keys, output,
+                 renewal=wanted) as s:
+        renewed = [label for label, why in s.ctx.pki.report.reissued if why == "renewed"]
+        verb = "would renew" if dry_run else "renewed"
+        s.note(f"{verb} {len(renewed)} certificate(s)" + (f": {', '.join(renewed)}" if renewed else
+                                                           f" (none issued more than {fresh_minutes} min ago)"))
+        # A worker of the inventory that has not joined (no kubelet certificate) is left for `join`.
+        workers = [n for n in spec.connected_nodes if n in spec.workers and not n.has(Role.CONTROL_PLANE)]
+        skip = {n.name for n in unjoined(s, workers)} if workers else set()
+        nodes = [n for n in spec.connected_nodes if n.name not in skip]
+        result = s.run(RENEW.build(Inputs(s.ctx, nodes, bundle, manifest)), apply=not dry_run, parallel=parallel)
+    report(s, result, output)
+    if not result.failed and not dry_run:
+        write_admin_kubeconfig(s.ctx, s.root)
+    elif result.failed and not dry_run and renewed:
+        err.print(f"the renewed certificates are in the cluster directory: re-run within {fresh_minutes} minutes to "
+                  "push them without renewing them again")
+    exit_for(result, dry_run)

@@ -26,6 +26,7 @@ from kbootstrap.engine.runner import HostResult, Phase, RunResult
 from kbootstrap.engine.session import RunFailed, Session, Watch, as_json
 from kbootstrap.model.spec import ClusterSpec, Node
 from kbootstrap.phases.configure_files import configure_files
+from kbootstrap.pki.issue import Renewal
 
 __all__ = ["Session", "converge", "print_local", "report", "session", "terminal_log"]
 
@@ -92,11 +93,11 @@ def _progress(s: Session) -> Iterator[None]:
 
 @contextmanager
 def session(spec: ClusterSpec, cluster_dir: Path | None, nodes: list[Node], command: str, accept_new: bool,
-            output: str) -> Iterator[Session]:
+            output: str, renewal: Renewal | None = None) -> Iterator[Session]:
     with ExitStack() as stack:
         stack.enter_context(terminal_log(output))
         s = stack.enter_context(engine.session(spec, cluster_dir or default_cluster_dir(spec), nodes, command,
-                                               accept_new))
+                                               accept_new, renewal))
         if output == "text" and err.is_terminal:
             stack.enter_context(_progress(s))
         yield s

@@ -21,7 +21,7 @@ from kbootstrap.engine.runner import Gate, HostResult, Phase, RunResult, run_pha
 from kbootstrap.errors import KbootstrapError
 from kbootstrap.model.etcd_members import MembersRecord
 from kbootstrap.model.spec import ClusterSpec, Node
-from kbootstrap.pki.issue import ensure_pki
+from kbootstrap.pki.issue import Renewal, ensure_pki
 from kbootstrap.pki.secrets import ensure_secrets
 from kbootstrap.render import RenderContext
 from kbootstrap.transport.base import Transport
@@ -113,13 +113,14 @@ def run_log(journal: Journal) -> Iterator[None]:
 
 
 @contextmanager
-def session(spec: ClusterSpec, root: Path, nodes: list[Node], command: str, accept_new: bool) -> Iterator[Session]:
+def session(spec: ClusterSpec, root: Path, nodes: list[Node], command: str, accept_new: bool,
+            renewal: Renewal | None = None) -> Iterator[Session]:
     with ClusterLock(root, command) as lock:
         journal = Journal(root, command)
         with run_log(journal):
             if lock.broke_stale:
                 LOG.warning(f"note: {lock.broke_stale}")
-            ctx = RenderContext(spec, ensure_pki(spec, root), ensure_secrets(root),
+            ctx = RenderContext(spec, ensure_pki(spec, root, renewal=renewal), ensure_secrets(root),
                                 etcd_record=MembersRecord.load(root))
             with connect_all(spec, nodes, accept_new) as transports:
                 yield Session(ctx, transports, journal, root)

@@ -66,6 +66,21 @@ class Wanted:
         return f"{self.name} ({self.node})" if self.node else self.name
 
 
+@dataclass(frozen=True)
+class Renewal:
+    """`certs renew`: reissue these leaves (row names of wanted_certs; none named: every leaf), except one issued
+    since `fresh_since`, so a re-run, or a resume after a failure, pushes what it renewed instead of renewing it
+    again. `save=False` (--dry-run) issues in memory only."""
+
+    fresh_since: dt.datetime
+    names: frozenset[str] = frozenset()
+    save: bool = True
+
+    def wants(self, want: Wanted, have: KeyCert) -> bool:
+        issued = have.cert.not_valid_before_utc + BACKDATE
+        return (not self.names or want.name in self.names) and issued < self.fresh_since
+
+
 @dataclass
 class PKIReport:
     created: list[str] = field(default_factory=list)
@@ -293,9 +308,12 @@ def _save_pair(root: Path, store_as: str, kc: KeyCert) -> None:
     write_atomic(root / f"{store_as}.crt", kc.cert_pem, 0o644)
 
 
-def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime | None = None) -> ClusterPKI:
-    """Load the cluster's PKI from `root`, issuing whatever is missing or stale. Never replaces a CA."""
+def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime | None = None,
+               renewal: Renewal | None = None) -> ClusterPKI:
+    """Load the cluster's PKI from `root`, issuing whatever is missing or stale (and what `renewal` names).
+    Never replaces a CA."""
     now = now or dt.datetime.now(dt.UTC)
+    save = renewal is None or renewal.save
     private_dirs(root)
     algo = spec.certificates.key_algorithm
     report = PKIReport()
@@ -321,7 +339,8 @@ def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime
             else:
                 key = new_keys[row.name].result()
                 kc = KeyCert(key, make_ca(row.cn, key, spec.certificates.ca_validity_days, now))
-                _save_pair(root, f"pki/{row.base}", kc)
+                if save:
+                    _save_pair(root, f"pki/{row.base}", kc)
                 certs[(row.name, None)] = kc
                 report.created.append(row.name)
 
@@ -331,6 +350,8 @@ def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime
             ca = certs[(want.ca, None)]  # type: ignore[index]
             have = _load_pair(root, want.store_as)
             why = None if have is None else mismatch(want, have, ca, now)
+            if have is not None and why is None and renewal is not None and renewal.wants(want, have):
+                why = "renewed"
             if have is not None and why is None:
                 certs[(want.name, want.node)] = have
                 report.reused.append(want.label)
@@ -340,7 +361,8 @@ def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime
         for (want, why), key in zip(todo, keys, strict=True):
             ca = certs[(want.ca, None)]  # type: ignore[index]
             kc = KeyCert(key, sign(want, key, ca, spec.certificates.validity_days, now))
-            _save_pair(root, want.store_as, kc)
+            if save:
+                _save_pair(root, want.store_as, kc)
             certs[(want.name, want.node)] = kc
             if why is None:
                 report.created.append(want.label)
@@ -356,11 +378,12 @@ def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime
                 report.reused.append(kp.name)
             else:
                 keypairs[kp.name] = new_key(algo)
-                write_atomic(path, key_pem(keypairs[kp.name]), 0o600)
-                write_atomic(root / f"pki/{kp.base}.pub", public_pem(keypairs[kp.name]), 0o644)
+                if save:
+                    write_atomic(path, key_pem(keypairs[kp.name]), 0o600)
+                    write_atomic(root / f"pki/{kp.base}.pub", public_pem(keypairs[kp.name]), 0o644)
                 report.created.append(kp.name)
 
     return ClusterPKI(root=root, certs=certs, keypairs=keypairs, report=report)
 
 
-__all__ = ["CERT_BY_NAME", "ClusterPKI", "KeyCert", "PKIReport", "Wanted", "ensure_pki", "wanted_certs"]
+__all__ = ["CERT_BY_NAME", "ClusterPKI", "KeyCert", "PKIReport", "Renewal", "Wanted", "ensure_pki", "wanted_certs"]
