@@ -311,7 +311,15 @@ def _control_plane_down(cluster, down) -> None:
         cluster.lxc("start", down.name)
 
 
+def _not_in_the_systemd_form(cluster, what: str) -> None:
+    """What the control-plane form does not change runs on lab-stacked only, not again on lab-stacked+systemd
+    (the same hosts and inventory but the form): CI's time budget goes to what the form does change."""
+    if cluster.name.endswith("+systemd"):
+        pytest.skip(f"{what}: the same in both control-plane forms, run on lab-stacked")
+
+
 def test_vip_moves_when_the_active_load_balancer_stops(cluster):
+    _not_in_the_systemd_form(cluster, "keepalived and haproxy")
     if cluster.spec.load_balancer.vip is None:
         pytest.skip("one load balancer, no VIP")
     vip = str(cluster.spec.load_balancer.vip)
@@ -400,6 +408,75 @@ def test_certs_check_lists_every_certificate_on_every_host(cluster):
     assert rc == 1 and data["due"] == sum(not r["ca"] for r in data["certificates"]), out
 
 
+_RESTARTED = {"control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"),
+              "worker": ("kubelet", "kube-proxy"), "etcd": ("etcd",)}
+
+
+def _uptimes(cluster, node) -> dict[str, int]:
+    """Seconds since each component's oldest process started on `node` (a static pod's process too)."""
+    names = [c for role, cs in _RESTARTED.items() if node.has(Role(role)) for c in cs]
+    if cluster.spec.is_etcd_member(node):
+        names.append("etcd")
+    if not names:
+        return {}
+    # By command line: a process name is cut at 15 characters (kube-controller-manager); -1: none runs.
+    out = cluster.host(node.name).check_output(
+        "for c in " + " ".join(sorted(set(names))) + '; do p=$(pgrep -o -f "^([^ ]*/)?$c( |$)"); '
+        'echo "$c ${p:+$(ps -o etimes= -p $p)}"; done')
+    return {f[0]: int(f[1]) if len(f) > 1 else -1 for f in (line.split() for line in out.splitlines())}
+
+
+def test_certs_renew_brings_every_leaf_forward_with_the_api_answering(cluster):
+    """Every kbootstrap-issued leaf reissued, pushed, and what reads it restarted one control plane at a time
+    (one etcd member at a time with external etcd), the probe running; the CAs and the kubelets' own rotating
+    certificates untouched. lab-stacked+systemd is not run: its rolling restart of services is lab-external's
+    (plus a stacked member's etcd, which `remove` rolls there), and CI's time budget has no room for a third."""
+    if cluster.name == "lab-stacked+systemd":  # not _not_in_the_systemd_form: the form matters, the time does not fit
+        pytest.skip("the systemd form's rolling restart is run on lab-external (CI time budget)")
+    rc, before, out = cluster.kb("certs", "check", "--output", "json", timeout=120)
+    assert rc == 0, out
+    pki = cluster.admin_conf.parent / "pki"
+    on_disk = {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()}
+    # --fresh 0: this cluster's certificates were issued minutes ago, within the default hour
+    rc, _, out = cluster.kb("certs", "renew", "--fresh", "0", "--dry-run", timeout=300)
+    assert rc == 3 and "would renew" in out and "control-planes" in out, out
+    assert {p: p.read_bytes() for p in pki.rglob("*") if p.is_file()} == on_disk  # a dry run reissues nothing
+    rc, _, out = cluster.kb("certs", "renew", "etcd-ca", timeout=60)
+    assert rc == 2 and "is a CA" in out and "Traceback" not in out, out
+
+    with workload.probe(cluster) as probe:
+        t0 = time.monotonic()
+        rc, data, out = cluster.kb("certs", "renew", "--fresh", "0", "--output", "json", timeout=900)
+        took = time.monotonic() - t0
+        time.sleep(1)
+    assert rc == 0, out
+    cluster.timings.append(f"{cluster.name}: certs renew (every leaf) in {took:.1f} s")
+    api, service = workload.figures(cluster, "certs renew", probe)
+
+    rc, after, out = cluster.kb("certs", "check", "--output", "json", timeout=120)
+    assert rc == 0, out
+    was = {(r["host"], r["path"], r["field"]): r["expires"] for r in before["certificates"]}
+    for r in after["certificates"]:
+        key = (r["host"], r["path"], r["field"])
+        if r["ca"] or r["path"].startswith("/var/lib/kubelet/"):  # the CAs; the kubelet's own rotation
+            assert r["expires"] == was[key], r
+        else:
+            assert r["expires"] > was[key], r
+    # What reads them runs on them: every component restarted during the renewal (the load balancers not).
+    for node in cluster.spec.connected_nodes:
+        for component, seconds in _uptimes(cluster, node).items():
+            since = time.monotonic() - t0
+            assert 0 <= seconds < since, f"{node.name}: {component} up {seconds} s: not restarted {since:.0f} s ago"
+    wait_for(lambda: _verify(cluster)[0] == 0, 180, "verify passing after the renewal", interval=5)
+
+    rc, data, out = cluster.kb("certs", "renew", "--output", "json", timeout=300)
+    assert rc == 0 and sum(len(h["changes"]) for h in data["hosts"]) == 0, out  # within --fresh: nothing
+    # The rolling restart's figures: 0 failed requests for static pods; a services restart once cut one TLS
+    # handshake in the remove test (README "What is not done yet"), so at most 2 there.
+    limit = 0 if cluster.spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD else 2
+    assert api.failures <= limit and service.failures == 0, (api.line(), service.line())
+
+
 def test_etcd_snapshot_then_restore_brings_back_the_objects_of_then(cluster):
     url = workload.deploy(cluster)  # before the snapshot: the restored cluster still has it
     cluster.kubectl("create", "configmap", "before-snapshot", "--from-literal=k=v")
@@ -450,6 +527,7 @@ def test_etcd_snapshot_then_restore_brings_back_the_objects_of_then(cluster):
 
 
 def test_etcd_snapshot_keep_prunes_the_oldest(cluster):
+    _not_in_the_systemd_form(cluster, "the controller's pruning")
     for _ in range(2):
         rc, data, out = cluster.kb("etcd", "snapshot", "--keep", "1", "--output", "json", timeout=300)
         assert rc == 0, out
@@ -487,6 +565,7 @@ def test_remove_refuses_what_would_break_the_cluster(cluster):
 
 
 def test_remove_a_worker_keeps_the_api_answering(cluster):
+    _not_in_the_systemd_form(cluster, "a worker's removal (no control-plane component restarts)")
     if len(cluster.spec.workers) < 2:
         pytest.skip("one worker: the workload would have nowhere to go")
     gone = cluster.spec.workers[-1].name
