@@ -150,6 +150,7 @@ def certs_renew(names, inventory, cluster_dir, parallel, accept_new_host_keys, o
     from kbootstrap.cli.session import report, session
     from kbootstrap.model.spec import Role
     from kbootstrap.phases.bundle_payload import load_bundle
+    from kbootstrap.pki.issue import RENEWED
     from kbootstrap.workflows import RENEW, Inputs
     from kbootstrap.workflows.certs_renew import renewal
     from kbootstrap.workflows.init_cluster import write_admin_kubeconfig
@@ -160,7 +161,7 @@ def certs_renew(names, inventory, cluster_dir, parallel, accept_new_host_keys, o
     bundle, manifest = load_bundle(spec, artifacts)
     with session(spec, cluster_dir, spec.connected_nodes, "certs renew", accept_new_host_keys, output,
                  renewal=wanted) as s:
-        renewed = [label for label, why in s.ctx.pki.report.reissued if why == "renewed"]
+        renewed = [label for label, why in s.ctx.pki.report.reissued if why == RENEWED]
         verb = "would renew" if dry_run else "renewed"
         s.note(f"{verb} {len(renewed)} certificate(s)" + (f": {', '.join(renewed)}" if renewed else
                                                            f" (none issued more than {fresh_minutes} min ago)"))

@@ -7,6 +7,7 @@ from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import ServicesStep, WaitStep
 from kbootstrap.model.host import NODE_SERVICES
 from kbootstrap.model.spec import Node
+from kbootstrap.phases.configure_files import configure_files
 from kbootstrap.phases.services import inputs_for
 from kbootstrap.render import RenderContext
 from kbootstrap.render.node import KUBELET_CLIENT
@@ -20,6 +21,16 @@ def start_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[st
         n.name: [ServicesStep(list(NODE_SERVICES), inputs_for(ctx, n, binaries_by_node))]
         for n in nodes
     })
+
+
+def refresh_nodes(ctx: RenderContext, nodes: list[Node], binaries_by_node: dict[str, list]) -> Phase | None:
+    """Phase `nodes` (remove, certs renew): joined hosts that are not control planes take their files, and their
+    kubelet and kube-proxy restart where an input changed (the pods keep running)."""
+    if not nodes:
+        return None
+    files = configure_files(ctx, nodes)
+    kubelets = start_nodes(ctx, [n for n in nodes if n in ctx.spec.kubelet_nodes], binaries_by_node)
+    return Phase("nodes", {n.name: [*files.steps[n.name], *kubelets.steps.get(n.name, [])] for n in nodes})
 
 
 def start_local_node(ctx: RenderContext, node: Node, binaries_by_node: dict[str, list], timeout: float) -> Phase:

@@ -27,6 +27,8 @@ from kbootstrap.pki.table import CERT_BY_NAME, CERTS, KEYPAIRS, KUBECONFIGS, Cer
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 # Issue certificates valid from a little in the past so a node whose clock lags does not reject them.
 BACKDATE = dt.timedelta(minutes=5)
+# PKIReport.reissued's reason for a leaf `certs renew` asked for (the others say why they no longer fit).
+RENEWED = "renewed"
 # Leaf certificates closer than this to expiry are renewed on the next run.
 RENEW_BEFORE = dt.timedelta(days=30)
 
@@ -351,7 +353,7 @@ def ensure_pki(spec: ClusterSpec, root: Path, workers: int = 4, now: dt.datetime
             have = _load_pair(root, want.store_as)
             why = None if have is None else mismatch(want, have, ca, now)
             if have is not None and why is None and renewal is not None and renewal.wants(want, have):
-                why = "renewed"
+                why = RENEWED
             if have is not None and why is None:
                 certs[(want.name, want.node)] = have
                 report.reused.append(want.label)

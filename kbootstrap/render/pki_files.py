@@ -10,21 +10,11 @@ import hashlib
 
 from kbootstrap.model import ports
 from kbootstrap.model.artifact import Artifact
+from kbootstrap.model.host import CONTROL_PLANE_SERVICES, ETCD_SERVICE
 from kbootstrap.model.spec import ControlPlaneForm, Node, Role
 from kbootstrap.pki.issue import key_pem, public_pem
 from kbootstrap.pki.kubeconfig import kubeconfig
-from kbootstrap.pki.table import (
-    APISERVER,
-    CERTS,
-    CONTROLLER_MANAGER,
-    ETCD,
-    KEYPAIRS,
-    KUBECONFIGS,
-    SCHEDULER,
-    PerNode,
-    receives,
-    subjects,
-)
+from kbootstrap.pki.table import CERTS, KEYPAIRS, KUBECONFIGS, PerNode, receives, subjects
 from kbootstrap.render.context import RenderContext
 from kbootstrap.render.flags import K8S, PKI
 
@@ -39,10 +29,9 @@ DIGEST_ANNOTATION = "kbootstrap.io/pki-sha256"
 
 def static_pods(ctx: RenderContext, node: Node) -> set[str]:
     """The components this node runs as static pods (the rest of `read_by` are services)."""
-    pods: set[str] = set()
     if node.has(Role.CONTROL_PLANE) and ctx.spec.cluster.control_plane_form is ControlPlaneForm.STATIC_POD:
-        pods = {APISERVER, CONTROLLER_MANAGER, SCHEDULER, ETCD}  # etcd: a static pod on such a node when a member
-    return pods
+        return {*CONTROL_PLANE_SERVICES, ETCD_SERVICE}  # etcd: a static pod on such a node when it is a member
+    return set()
 
 
 def pki_files(ctx: RenderContext, node: Node) -> list[Artifact]:

@@ -26,7 +26,7 @@ from kbootstrap.engine.runner import Phase
 from kbootstrap.engine.steps import FilesStep, ServicesStep, WaitAfterChange
 from kbootstrap.errors import Refused
 from kbootstrap.model.spec import ClusterSpec, Node, Role
-from kbootstrap.phases import configure_files, roll_control_planes, start_nodes
+from kbootstrap.phases import roll_control_planes, start_nodes
 from kbootstrap.phases.services import etcd_health, inputs_for
 from kbootstrap.pki.issue import Renewal, wanted_certs
 from kbootstrap.pki.table import CERTS, KUBECONFIGS
@@ -81,13 +81,8 @@ def _etcd_members(i: Inputs) -> list[Phase] | None:
 
 
 def _nodes(i: Inputs) -> Phase | None:
-    spec = i.ctx.spec
     rest = [n for n in i.nodes if not n.has(Role.CONTROL_PLANE) and n not in _external_members(i)]
-    if not rest:
-        return None
-    files = configure_files.configure_files(i.ctx, rest)
-    kubelets = start_nodes.start_nodes(i.ctx, [n for n in rest if n in spec.kubelet_nodes], i.binaries)
-    return Phase("nodes", {n.name: [*files.steps[n.name], *kubelets.steps.get(n.name, [])] for n in rest})
+    return start_nodes.refresh_nodes(i.ctx, rest, i.binaries)
 
 
 RENEW = Workflow("certs renew", (

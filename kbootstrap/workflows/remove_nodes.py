@@ -149,11 +149,7 @@ def _nodes(i: Inputs) -> Phase | None:
     after = i.remove.after
     rest = [n for n in after.spec.connected_nodes if not n.has(Role.CONTROL_PLANE) and not n.has(Role.LOADBALANCER)
             and n.name not in i.remove.unjoined]
-    if not rest:
-        return None
-    files = configure_files.configure_files(after, rest)
-    kubelets = start_nodes.start_nodes(after, [n for n in rest if n in after.spec.kubelet_nodes], i.binaries)
-    return Phase("nodes", {n.name: [*files.steps[n.name], *kubelets.steps.get(n.name, [])] for n in rest})
+    return start_nodes.refresh_nodes(after, rest, i.binaries)
 
 
 REMOVE = Workflow("remove", (
